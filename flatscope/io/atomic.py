@@ -1,0 +1,68 @@
+"""Atomic file replacement: readers see either the old file or the complete new one.
+
+The new content goes to a temporary file in the destination's directory (so the final rename
+stays on one file system), is flushed and ``fsync``-ed, then ``os.replace`` swaps it in. If the
+writer raises, the temporary file is removed and the destination is left as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from flatscope.errors import OutputError
+
+__all__ = ["atomic_write"]
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """Replace ``path`` atomically with the bytes that ``write(file)`` writes to ``file``.
+
+    The file gets the usual permissions for a new file (``0o666`` less the umask).
+
+    Raises:
+        OutputError: the directory is missing or not writable, or the disk is full (any
+            ``OSError``); the message names the path. Other exceptions from ``write`` propagate
+            unchanged. In every failure case no temporary file is left behind and an existing
+            ``path`` keeps its old content.
+    """
+    path = Path(path)
+    tmp_path = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    created = False
+    try:
+        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        created = True
+        with os.fdopen(fd, "wb") as tmp:
+            write(tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_path, path)
+        created = False
+        _fsync_directory(path.parent)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OutputError(
+            f"cannot write {path}: {reason}; choose an existing, writable output location"
+        ) from exc
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_path)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Persist the rename itself (POSIX); skipped where a directory cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
