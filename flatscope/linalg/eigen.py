@@ -1,0 +1,287 @@
+"""Extreme eigenpairs of a symmetric operator: thick-restart Lanczos, scipy's eigsh, and power
+iteration with deflation as the reference users know from PyHessian."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse.linalg
+import torch
+
+from flatscope.linalg._common import (
+    as_symmetric_operator,
+    check_choice,
+    check_count,
+    probes,
+    seeded_generator,
+)
+from flatscope.operators.base import LinearOperator
+
+__all__ = ["EigenResult", "eigenvalues", "power_iteration"]
+
+WHICH = ("largest", "smallest")
+#: A new direction whose norm drops below this fraction of its product's norm after
+#: orthogonalization is numerically inside the current subspace (Krylov breakdown).
+_BREAKDOWN_RTOL = 1e-10
+
+
+@dataclass
+class EigenResult:
+    """Eigenpairs found by :func:`eigenvalues` or :func:`power_iteration`.
+
+    Attributes:
+        values: ``(k,)`` eigenvalue estimates, the most extreme first (descending for
+            ``"largest"``, ascending for ``"smallest"``; by decreasing ``|lambda|`` for power
+            iteration).
+        vectors: ``(d, k)`` unit eigenvector estimates.
+        residuals: ``(k,)`` residual norms ``||A v - lambda v||``.
+        num_matvecs: matrix-vector products spent.
+        converged: whether every pair met the stopping rule.
+        method: ``"lanczos"``, ``"scipy"`` or ``"power_iteration"``.
+    """
+
+    values: torch.Tensor
+    vectors: torch.Tensor
+    residuals: torch.Tensor
+    num_matvecs: int
+    converged: bool
+    method: str
+
+    def to_dict(self, include_vectors: bool = False) -> dict:
+        """JSON-friendly plain Python types; eigenvectors only if ``include_vectors``."""
+        out = {
+            "values": self.values.tolist(),
+            "residuals": self.residuals.tolist(),
+            "num_matvecs": self.num_matvecs,
+            "converged": self.converged,
+            "method": self.method,
+        }
+        if include_vectors:
+            out["vectors"] = self.vectors.mT.tolist()
+        return out
+
+
+def _orthonormal_block(
+    V: torch.Tensor, W: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """Orthonormalize the columns of ``W`` against ``V`` and each other (Gram-Schmidt twice).
+
+    A column that vanishes (the subspace is invariant) is replaced by a random direction, so
+    the search continues in the rest of the space. Returns at most ``d - V.shape[1]`` columns.
+    """
+    d = V.shape[0]
+    basis = V
+    new = []
+    for w in W.mT:
+        if basis.shape[1] == d:
+            break
+        f = w
+        for _ in range(2):
+            f = f - basis @ (basis.mT @ f)
+        if float(f.norm()) <= _BREAKDOWN_RTOL * float(w.norm()):
+            f = probes(generator, d, 1, "gaussian", V.dtype, V.device)[:, 0]
+            for _ in range(2):
+                f = f - basis @ (basis.mT @ f)
+        f = f / f.norm()
+        new.append(f)
+        basis = torch.cat([basis, f[:, None]], dim=1)
+    return torch.stack(new, dim=1) if new else W[:, :0]
+
+
+def _lanczos_eigenpairs(
+    op: LinearOperator,
+    k: int,
+    which: str,
+    tol: float,
+    max_matvecs: int,
+    seed: int,
+    subspace_size: int | None,
+    block_size: int,
+) -> EigenResult:
+    d = op.shape[0]
+    m = min(d, subspace_size or max(2 * k + 1, 20))
+    if m < min(d, k + block_size):
+        raise ValueError(f"subspace_size must be at least k + block_size = {k + block_size}")
+    keep = min(m - block_size, k + (m - k) // 2)
+    generator = seeded_generator(seed)
+    start = op.num_matvecs
+    empty = torch.empty(d, 0, dtype=op.dtype, device=op.device)
+    V, AV = empty, empty
+    F = _orthonormal_block(
+        empty, probes(generator, d, block_size, "gaussian", op.dtype, op.device), generator
+    )
+    while True:
+        while V.shape[1] < m and F.shape[1] > 0:
+            budget = max_matvecs - (op.num_matvecs - start)
+            F = F[:, : min(F.shape[1], m - V.shape[1], budget)]
+            if F.shape[1] == 0:
+                break
+            W = op @ F
+            V, AV = torch.cat([V, F], dim=1), torch.cat([AV, W], dim=1)
+            F = _orthonormal_block(V, W, generator)
+        H = V.mT @ AV
+        theta, S = torch.linalg.eigh((H + H.mT) / 2)
+        order = theta.argsort(descending=which == "largest")
+        theta, S = theta[order], S[:, order]
+        Y, AY = V @ S, AV @ S
+        residuals = (AY - Y * theta).norm(dim=0)
+        scale = float(theta.abs().max())
+        converged = bool((residuals[:k] <= tol * scale).all()) or V.shape[1] == d
+        exhausted = op.num_matvecs - start >= max_matvecs or F.shape[1] == 0
+        if converged or exhausted or V.shape[1] < k:
+            count = min(k, V.shape[1])
+            return EigenResult(
+                theta[:count],
+                Y[:, :count],
+                residuals[:count],
+                op.num_matvecs - start,
+                converged and count == k,
+                "lanczos",
+            )
+        # Thick restart (Wu & Simon 2000): keep the best Ritz vectors; the residuals of all
+        # Ritz pairs lie in span(V, F), so the search continues from F.
+        V, AV = Y[:, :keep], AY[:, :keep]
+
+
+def _scipy_eigenpairs(
+    op: LinearOperator, k: int, which: str, tol: float, max_matvecs: int, seed: int
+) -> EigenResult:
+    d = op.shape[0]
+    if k >= d:
+        raise ValueError(f"method='scipy' (ARPACK) needs k < d, got k={k}, d={d}")
+    v0 = probes(seeded_generator(seed), d, 1, "gaussian", op.dtype, torch.device("cpu"))[:, 0]
+    ncv = min(d, max(2 * k + 1, 20))
+    start = op.num_matvecs
+    try:
+        values, vectors = scipy.sparse.linalg.eigsh(
+            op.to_scipy(),
+            k=k,
+            which="LA" if which == "largest" else "SA",
+            tol=tol,
+            v0=v0.numpy(),
+            ncv=ncv,
+            maxiter=max(1, max_matvecs // ncv),
+        )
+        converged = True
+    except scipy.sparse.linalg.ArpackNoConvergence as err:
+        values, vectors, converged = err.eigenvalues, err.eigenvectors, False
+    order = np.argsort(-values if which == "largest" else values)
+    values = torch.as_tensor(values[order].copy(), dtype=op.dtype, device=op.device)
+    vectors = torch.as_tensor(vectors[:, order].copy(), dtype=op.dtype, device=op.device)
+    residuals = (op @ vectors - vectors * values).norm(dim=0)
+    return EigenResult(
+        values, vectors, residuals, op.num_matvecs - start, converged and len(values) == k, "scipy"
+    )
+
+
+def eigenvalues(
+    A: LinearOperator | torch.Tensor,
+    k: int = 5,
+    which: str = "largest",
+    tol: float = 1e-6,
+    max_matvecs: int | None = None,
+    seed: int = 0,
+    method: str = "lanczos",
+    *,
+    subspace_size: int | None = None,
+    block_size: int = 1,
+) -> EigenResult:
+    """The ``k`` algebraically largest or smallest eigenpairs of a symmetric operator.
+
+    ``which="smallest"`` finds the most negative eigenvalues (saddle directions of a Hessian).
+
+    ``method="lanczos"``: thick-restart Lanczos in torch on the operator's device (Wu & Simon,
+    SIAM J. Matrix Anal. Appl. 2000). A basis of up to ``subspace_size`` vectors (default
+    ``max(2k + 1, 20)``) is grown by ``block_size`` products at a time, each new block
+    orthogonalized twice against the basis; Rayleigh-Ritz on ``V^T A V`` then gives Ritz pairs
+    whose residuals ``||A y - theta y||`` come from the stored products without extra ones. It
+    stops when all ``k`` residuals are at most ``tol * max|theta|`` (``max|theta|`` estimates
+    ``||A||_2``), so each eigenvalue is within ``tol * ||A||`` and, if it is separated from
+    the rest of the spectrum by a gap ``g``, within ``(tol * ||A||)^2 / g``. Otherwise it keeps
+    ``k + (m - k) // 2`` Ritz vectors and grows the basis again. Memory: ``2 m d``.
+
+    ``method="scipy"``: ARPACK's ``eigsh`` on ``A.to_scipy()`` for cross-checking (its ``tol`` is
+    relative to each eigenvalue); residuals cost ``k`` extra products.
+
+    Args:
+        max_matvecs: budget of products (default ``max(1000, 100 k)``); ``converged`` is False if
+            it runs out first.
+        seed: seeds the start vectors (and any restart after breakdown).
+    """
+    op = as_symmetric_operator(A)
+    d = op.shape[0]
+    check_count("k", k)
+    if k > d:
+        raise ValueError(f"k={k} exceeds the dimension d={d}")
+    check_choice("which", which, WHICH)
+    check_choice("method", method, ("lanczos", "scipy"))
+    if not tol > 0:
+        raise ValueError(f"tol must be positive, got {tol}")
+    max_matvecs = check_count(
+        "max_matvecs", max_matvecs if max_matvecs is not None else max(1000, 100 * k)
+    )
+    check_count("block_size", block_size)
+    if method == "scipy":
+        return _scipy_eigenpairs(op, k, which, tol, max_matvecs, seed)
+    return _lanczos_eigenpairs(op, k, which, tol, max_matvecs, seed, subspace_size, block_size)
+
+
+def power_iteration(
+    A: LinearOperator | torch.Tensor,
+    k: int = 5,
+    tol: float = 1e-3,
+    max_iter: int = 100,
+    seed: int = 0,
+) -> EigenResult:
+    """Power iteration with deflation, the algorithm and stopping rule of PyHessian.
+
+    For each of ``k`` eigenpairs in turn: start from a Gaussian vector; repeat
+    ``v <- v`` orthogonalized against the pairs found so far and normalized, ``w = A v``,
+    ``lambda = v^T w``, ``v <- w / ||w||``, until the Rayleigh quotient changes by less than
+    ``tol * (|lambda_previous| + 1e-6)`` or ``max_iter`` products are spent.
+
+    It converges to the eigenvalues of largest ``|lambda|`` (a large negative eigenvalue of an
+    indefinite Hessian wins over a smaller positive one), at a rate set by the ratio of
+    consecutive ``|lambda|``, and the stopping rule bounds the change per step, not the error:
+    expect about ``tol`` relative accuracy at best. The value returned for each pair is the last
+    Rayleigh quotient with its vector ``v`` (before the final normalization of ``A v``), so the
+    residual ``||A v - lambda v||`` costs no extra product. ``converged`` says whether every pair
+    stopped by the rule rather than by ``max_iter``.
+    """
+    op = as_symmetric_operator(A)
+    d = op.shape[0]
+    check_count("k", k)
+    if k > d:
+        raise ValueError(f"k={k} exceeds the dimension d={d}")
+    check_count("max_iter", max_iter)
+    if not tol > 0:
+        raise ValueError(f"tol must be positive, got {tol}")
+    generator = seeded_generator(seed)
+    start = op.num_matvecs
+    found = torch.empty(d, 0, dtype=op.dtype, device=op.device)
+    values, residuals, all_converged = [], [], True
+    for _ in range(k):
+        x = probes(generator, d, 1, "gaussian", op.dtype, op.device)[:, 0]
+        previous, converged = None, False
+        for _ in range(max_iter):
+            v = x - found @ (found.mT @ x)
+            v = v / v.norm()
+            w = op @ v
+            value = float(v @ w)
+            if previous is not None and abs(value - previous) < tol * (abs(previous) + 1e-6):
+                converged = True
+                break
+            previous, x = value, w
+        values.append(value)
+        residuals.append(float((w - value * v).norm()))
+        found = torch.cat([found, v[:, None]], dim=1)
+        all_converged &= converged
+    return EigenResult(
+        torch.tensor(values, dtype=op.dtype, device=op.device),
+        found,
+        torch.tensor(residuals, dtype=op.dtype, device=op.device),
+        op.num_matvecs - start,
+        all_converged,
+        "power_iteration",
+    )
