@@ -106,9 +106,11 @@ def main() -> None:
             memory[name] = peak
     median = {name: statistics.median(t) for name, t in times.items()}
 
-    print(f"model {args.model or f'cnn:width={args.width}'}, d = {d} parameters, "
-          f"{op.num_samples} samples in {len(batches)} batches, device {device}, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats}")
+    print(
+        f"model {args.model or f'cnn:width={args.width}'}, d = {d} parameters, "
+        f"{op.num_samples} samples in {len(batches)} batches, device {device}, "
+        f"{torch.get_num_threads()} threads, median of {args.repeats}"
+    )
     print(f"{'case':34s} {'ms per probe':>12s} {'peak MiB':>9s}")
     for name, t in median.items():
         peak = memory[name]
@@ -118,7 +120,7 @@ def main() -> None:
         "matmat 8, per probe / gradient": ("flatscope matmat 8 (per probe)", "gradient"),
         "matmat 32, per probe / gradient": ("flatscope matmat 32 (per probe)", "gradient"),
         "flatscope HVP / PyHessian HVP": ("flatscope HVP", "PyHessian HVP"),
-        "matmat 32, per probe / PyHessian HVP": ("flatscope matmat 32 (per probe)", "PyHessian HVP"),
+        "matmat 32, per probe / PyHessian": ("flatscope matmat 32 (per probe)", "PyHessian HVP"),
     }
     for label, (num, den) in ratios.items():
         if num in median and den in median:

@@ -44,7 +44,12 @@ _HVP_MODES = ("auto", "forward", "double_backward")
 # Messages of errors raised when an op has no (working) forward-mode or vmap rule; the last
 # one is raised by mse_loss's backward under forward AD in PyTorch 2.x.
 _FORWARD_AD_MISSING = (
-    "forward", "jvp", "vmap", "not implemented", "batching rule", "zerotensors are immutable"
+    "forward",
+    "jvp",
+    "vmap",
+    "not implemented",
+    "batching rule",
+    "zerotensors are immutable",
 )
 
 
@@ -60,8 +65,10 @@ def _as_batches(data: Any) -> Iterable[Batch]:
     if isinstance(data, tuple) and len(data) == 2 and isinstance(data[1], torch.Tensor):
         return [data]
     if isinstance(data, DataLoader):
-        if isinstance(data.sampler, RandomSampler) or data.batch_sampler is not None and (
-            isinstance(getattr(data.batch_sampler, "sampler", None), RandomSampler)
+        if (
+            isinstance(data.sampler, RandomSampler)
+            or data.batch_sampler is not None
+            and (isinstance(getattr(data.batch_sampler, "sampler", None), RandomSampler))
         ):
             raise ValueError(
                 "the DataLoader shuffles (shuffle=True): the Hessian needs the same batches on "
@@ -134,8 +141,8 @@ class HessianOperator(LinearOperator):
         self.loss_fn = loss_fn
         self.data = _as_batches(data)
         self.param_names = list(selected)
-        self.hvp_mode = hvp if hvp != "auto" else (
-            "double_backward" if device.type == "cpu" else "forward"
+        self.hvp_mode = (
+            hvp if hvp != "auto" else ("double_backward" if device.type == "cpu" else "forward")
         )
         self.probe_batch_size = probe_batch_size
         self._shapes = {name: p.detach().to(device, dtype) for name, p in selected.items()}
@@ -156,8 +163,8 @@ class HessianOperator(LinearOperator):
             if not isinstance(batch, (tuple, list)) or len(batch) != 2:
                 raise ValueError(
                     "each batch must be an (inputs, targets) pair, got "
-                    f"{type(batch).__name__}" + (f" of length {len(batch)}" if
-                                                 isinstance(batch, (tuple, list)) else "")
+                    f"{type(batch).__name__}"
+                    + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
                 )
             inputs, targets = batch
             yield self._place(inputs), self._place(targets), _batch_size(targets)
