@@ -1,0 +1,65 @@
+"""The ``flatscope`` command line: argument parsing only; every subcommand calls the Python API.
+
+Each subcommand lives in ``flatscope/cli/<name>.py`` and provides ``add_parser(subparsers)``,
+which registers its options and sets ``run(args) -> int`` as the handler. Heavy imports happen
+inside ``run`` so that ``flatscope --help`` stays fast.
+
+Errors the user can fix are :class:`flatscope.errors.FlatscopeError`; they, and any other
+failure, print one line on stderr and exit with status 2 (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main", "console_main", "COMMANDS"]
+
+COMMANDS = ("analyze", "plot", "train", "demo", "landscape", "verify", "compare", "trajectory")
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every available subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="flatscope", description="Hessian-spectrum and flatness analysis for PyTorch models."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"flatscope.cli.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"flatscope.cli.{name}":
+                raise
+            continue
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("flatscope: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the one place that turns errors into messages
+        if args.debug:
+            raise
+        from flatscope.errors import FlatscopeError
+
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if not isinstance(err, FlatscopeError):
+            message = f"{type(err).__name__}: {message} (run with --debug for the traceback)"
+        print(f"flatscope: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def console_main() -> None:
+    """Entry point of the ``flatscope`` console script."""
+    sys.exit(main())
