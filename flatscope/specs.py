@@ -22,8 +22,8 @@ Quote a value with ``'...'`` or ``"..."`` to keep it a string or to include ``,`
 Only the fields before ``VALUES`` are split on ``:``, so values may contain colons
 (``cifar10:C:/data``).
 
-Every problem with a spec raises :class:`SpecError` (a :class:`ValueError`) with one line
-that says what to change.
+Every problem with a spec raises :class:`SpecError` (a :class:`~flatscope.errors.FlatscopeError`
+and a :class:`ValueError`) with one line that says what to change.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from flatscope.errors import FlatscopeError
 
 __all__ = [
     "SpecError",
@@ -53,7 +55,7 @@ _FALSE = ("false", "no")
 _NONE = ("none", "null")
 
 
-class SpecError(ValueError):
+class SpecError(FlatscopeError, ValueError):
     """A model, data, loss or label-noise spec that cannot be parsed, resolved or called."""
 
 
@@ -360,8 +362,10 @@ class Registry:
     ) -> tuple[Callable, inspect.BoundArguments | None, dict[str, Any]]:
         """Resolve ``spec`` and convert its values by the factory's type hints.
 
-        Returns the factory, the bound arguments (``None`` when the factory has no signature
-        Python can inspect) and, in that case, the plainly parsed keyword arguments.
+        Returns the factory, the bound arguments and ``{}``; or, for a factory whose signature
+        Python cannot inspect (some builtins), the factory, ``None`` and the keyword values
+        parsed without hints (such a factory gets no ``context``). ``partial`` allows
+        required arguments to be missing (for :meth:`canonical`).
         """
         parsed = self._parse(spec)
         factory = self.resolve(parsed)
@@ -405,11 +409,25 @@ class Registry:
         return factory, bound, {}
 
     def build(self, spec: str | Spec, **context: Any) -> Any:
-        """Call the factory a spec names with its values and the ``context`` it accepts."""
-        factory, bound, kwargs = self.bind(spec, **context)
-        if bound is None:
-            return factory(**kwargs)
-        return factory(*bound.args, **bound.kwargs)
+        """Call the factory a spec names with its values and the ``context`` it accepts.
+
+        An exception raised inside an imported factory becomes a :class:`SpecError` naming
+        the spec (the original stays attached as ``__cause__``); built-in factories raise
+        their own errors.
+        """
+        parsed = self._parse(spec)
+        factory, bound, kwargs = self.bind(parsed, **context)
+        args = () if bound is None else bound.args
+        kwargs = kwargs if bound is None else bound.kwargs
+        if not parsed.is_import:
+            return factory(*args, **kwargs)
+        try:
+            return factory(*args, **kwargs)
+        except Exception as error:
+            raise SpecError(
+                f"{self.kind} spec {parsed.text!r}: calling {parsed.name} failed: "
+                f"{type(error).__name__}: {error}"
+            ) from error
 
     def canonical(self, spec: str | Spec) -> str:
         """The spec with every representable default filled in, in signature order.

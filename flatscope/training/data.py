@@ -25,8 +25,9 @@ Data specs (see :mod:`flatscope.specs` for the syntax):
     batches folder) for ``train`` and ``val``; ``labels`` is one of clean, aggre, worse,
     random1, random2, random3. ``test`` keeps CIFAR-10's clean labels.
 ``package.module:factory[:key=value,...]``
-    a factory returning a ``Dataset``, a ``DataLoader`` (its dataset and collate function are
-    used) or an ``(inputs, targets)`` pair of tensors. It receives ``split=`` when it accepts
+    a factory returning a map-style ``Dataset`` of ``(input, target)`` items, a ``DataLoader``
+    over one (its dataset, batch size and collate function are used, its sampler is not) or
+    an ``(inputs, targets)`` pair of tensors. It receives ``split=`` when it accepts
     that keyword; one that does not can only provide the ``train`` split.
 
 :func:`load_data` returns a :class:`DataBundle`. Its :meth:`DataBundle.batches` (or
@@ -51,6 +52,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 
+from flatscope.errors import FlatscopeError
 from flatscope.specs import Registry, SpecError, accepts_keyword, format_value, parse_spec
 
 __all__ = [
@@ -91,7 +93,7 @@ _NOISE_STREAM, _SUBSET_STREAM, _SHUFFLE_STREAM = 1, 2, 3
 DATASETS = Registry("data", context=("split",))
 
 
-class DataError(ValueError):
+class DataError(FlatscopeError, ValueError):
     """Data that cannot be read or used: a missing or unsafe file, an empty split, bad labels."""
 
 
@@ -169,7 +171,7 @@ def load_numpy_pickle(path: str | Path) -> Any:
             return _NumpyOnlyUnpickler(file, path).load()
     except DataError:
         raise
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as error:
+    except Exception as error:  # a corrupt pickle can fail in many ways; none may escape raw
         raise DataError(f"cannot read {path}: {type(error).__name__}: {error}") from None
 
 
@@ -186,12 +188,21 @@ def _torch_load_numpy(path: Path) -> Any:
     try:
         with torch.serialization.safe_globals(allowed):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as error:
-        lines = str(error).strip().splitlines()
+    except Exception as error:  # corrupt zip, refused global, truncated file, ...
         raise DataError(
-            f"cannot read {path} as a weights-only torch file: {type(error).__name__}: "
-            f"{lines[0] if lines else ''}"
+            f"cannot read {path} as a weights-only torch file: {_torch_load_reason(error)}"
         ) from None
+
+
+def _torch_load_reason(error: Exception) -> str:
+    """The informative line of a ``torch.load`` error (its messages are many lines long)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    refused = [line for line in lines if "GLOBAL" in line]
+    if refused:
+        return refused[0]
+    if lines and not lines[0].startswith("Weights only load failed"):
+        return lines[0].split(". ")[0]
+    return f"{type(error).__name__} (it holds more than tensors and numeric numpy arrays)"
 
 
 # --- built-in datasets ---------------------------------------------------------------------
@@ -285,7 +296,10 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     data, labels = record.get("data"), record.get("labels")
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
         raise DataError(f"{path}: 'data' must be a uint8 array of shape (N, 3072)")
-    labels = np.asarray(labels if labels is not None else [], dtype=np.int64)
+    try:
+        labels = np.asarray(labels if labels is not None else [], dtype=np.int64)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: 'labels' must be a list of integers") from None
     if data.shape[1] != 3 * 32 * 32 or labels.shape != (len(data),):
         raise DataError(
             f"{path}: expected data of shape (N, 3072) and N labels, got {data.shape} and "
@@ -376,7 +390,10 @@ def _human_labels(
     record = _torch_load_numpy(found)
     if not isinstance(record, dict) or key not in record:
         raise DataError(f"{found} holds no {key!r} entry; is it CIFAR-10_human.pt?")
-    chosen = np.asarray(record[key]).reshape(-1).astype(np.int64)
+    try:
+        chosen = np.asarray(record[key]).reshape(-1).astype(np.int64)
+    except (TypeError, ValueError):
+        raise DataError(f"{found}: {key!r} must hold integer labels") from None
     if chosen.shape != clean.shape:
         raise DataError(
             f"{found} has {len(chosen)} labels but CIFAR-10 has {len(clean)} training images"
@@ -511,7 +528,8 @@ def add_label_noise(
     """
     noise = LabelNoise.parse(noise)
     labels = torch.as_tensor(labels)
-    if labels.ndim != 1 or labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+    dtype = labels.dtype
+    if labels.ndim != 1 or dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
         raise DataError(f"labels must be a 1-D integer tensor, got {labels.dtype} {labels.shape}")
     if num_classes < 2:
         raise DataError(f"label noise needs at least 2 classes, got {num_classes}")
@@ -569,7 +587,7 @@ def _dataset_labels(dataset: Dataset) -> torch.Tensor:
         ) from None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DataBundle:
     """One split of a dataset with everything needed to batch it reproducibly.
 
@@ -603,7 +621,7 @@ class DataBundle:
 
     @property
     def labels(self) -> torch.Tensor:
-        """The labels the loaders yield (noisy ones after label noise), ``int64``."""
+        """The targets the loaders yield (the noisy labels after label noise)."""
         return _dataset_labels(self.dataset)
 
     @property
@@ -634,9 +652,10 @@ class DataBundle:
         run that builds one loader per epoch replays the same batches.
         """
         size = _check_batch_size(self.batch_size if batch_size is None else batch_size)
-        generator = None
-        if shuffle:
-            generator = _generator(self.seed if seed is None else seed, _SHUFFLE_STREAM, epoch)
+        # Always a generator of our own: a DataLoader without one draws its base seed from the
+        # global generator on every pass, even when it does not shuffle.
+        epoch = _check_seed(epoch, "epoch")
+        generator = _generator(self.seed if seed is None else seed, _SHUFFLE_STREAM, epoch)
         dataset, collate = self.dataset, self.collate_fn
         if isinstance(dataset, TensorDataset) and collate is None:
             dataset, collate = _BatchedTensorDataset(*dataset.tensors), _whole_batch
@@ -664,7 +683,8 @@ class DataBundle:
         labels = labels.to(torch.int64)
         clean = self.labels if self.clean_labels is None else self.clean_labels
         if isinstance(self.dataset, TensorDataset):
-            dataset: Dataset = TensorDataset(self.dataset.tensors[0], labels)
+            inputs, _, *extra = self.dataset.tensors
+            dataset: Dataset = TensorDataset(inputs, labels, *extra)
         elif isinstance(self.dataset, _RelabeledDataset):
             dataset = _RelabeledDataset(self.dataset.base, labels)
         else:
@@ -672,13 +692,17 @@ class DataBundle:
         return dataclasses.replace(self, dataset=dataset, clean_labels=clean)
 
     def with_label_noise(self, noise: LabelNoise | str) -> DataBundle:
-        """The bundle with :func:`add_label_noise` applied to its labels (seeded by ``seed``)."""
+        """The bundle with :func:`add_label_noise` applied to its labels.
+
+        The noise is seeded by its own seed, else by the bundle's; the recorded
+        ``label_noise`` always carries the seed used, so its ``spec`` reproduces the labels.
+        """
         noise = LabelNoise.parse(noise)
+        if noise.seed is None:
+            noise = dataclasses.replace(noise, seed=self.seed)
         labels = self.labels
         num_classes = self.num_classes or int(labels.max()) + 1
-        noisy = add_label_noise(
-            labels, num_classes, noise, seed=self.seed, class_names=self.class_names
-        )
+        noisy = add_label_noise(labels, num_classes, noise, class_names=self.class_names)
         return dataclasses.replace(self.with_labels(noisy), label_noise=noise)
 
     def subset(self, size: int) -> DataBundle:

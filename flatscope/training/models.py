@@ -191,9 +191,21 @@ def resnet34(*, in_channels: int = 3, num_classes: int = 10, width: int = 64) ->
     return _resnet("resnet34", (3, 4, 6, 3), in_channels, num_classes, width)
 
 
-def build_model(spec: str) -> nn.Module:
-    """Build the model a spec names (``mlp:hidden=64`` or ``package.module:factory:...``)."""
-    model = MODELS.build(spec)
+def build_model(spec: str, *, seed: int | None = None) -> nn.Module:
+    """Build the model a spec names (``mlp:hidden=64`` or ``package.module:factory:...``).
+
+    With ``seed``, the initial weights are drawn from ``torch.manual_seed(seed)`` inside
+    ``torch.random.fork_rng``, so they are reproducible and the caller's global random state
+    is left as it was. Without it, PyTorch's global generator initializes the weights.
+    """
+    if seed is None:
+        model = MODELS.build(spec)
+    else:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise SpecError(f"model seed must be a non-negative integer, got {seed!r}")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = MODELS.build(spec)
     if not isinstance(model, nn.Module):
         raise SpecError(
             f"model spec {spec!r} returned a {type(model).__name__}, not a torch.nn.Module"
