@@ -1,0 +1,296 @@
+"""Loss and accuracy on 1-D and 2-D grids around a point of parameter space.
+
+A 1-D slice is ``f(alpha) = L(w + alpha d)`` and a 2-D surface ``f(alpha, beta) = L(w + alpha d1
++ beta d2)`` (Li, Xu, Taylor, Studer, Goldstein, "Visualizing the Loss Landscape of Neural Nets",
+NeurIPS 2018), with ``L`` the mean loss over all of the data (as for the Hessian operator).
+Grid points are evaluated several per forward pass (``torch.func.vmap`` over weight vectors,
+see :class:`~flatscope.landscape.evaluation.LossEvaluator`); the model's tensors are never
+written. Results save to ``.npz`` with their metadata as a JSON string, so figures can be
+redrawn without recomputing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from flatscope.errors import FlatscopeError
+from flatscope.io.atomic import atomic_write
+from flatscope.landscape.directions import Direction
+from flatscope.landscape.evaluation import LossEvaluator
+from flatscope.operators.hessian import LossFn
+
+__all__ = ["LandscapeResult", "slice_1d", "surface_2d"]
+
+FORMAT = "flatscope.landscape"
+FORMAT_VERSION = 1
+
+Span = tuple[float, float]
+
+
+@dataclass
+class LandscapeResult:
+    """Loss (and accuracy) on a grid of direction coefficients.
+
+    Attributes:
+        coords: one array per axis: ``(alphas,)`` for a slice, ``(alphas, betas)`` for a surface.
+        loss: ``(n,)`` or ``(n_alpha, n_beta)``; ``loss[i, j]`` is at ``(alphas[i], betas[j])``.
+        accuracy: same shape as ``loss`` (a fraction in [0, 1]), or ``None`` when the model's
+            outputs are not logits against class-index targets.
+        metadata: JSON-ready: the directions' kinds, norms and seeds, the data spec, ...
+        trajectory: optional ``(T, 2)`` path in the plane (a PCA surface's projected checkpoints).
+    """
+
+    coords: tuple[np.ndarray, ...]
+    loss: np.ndarray
+    accuracy: np.ndarray | None
+    metadata: dict[str, Any]
+    trajectory: np.ndarray | None = None
+
+    @property
+    def dims(self) -> int:
+        return len(self.coords)
+
+    def save_npz(self, path: str | os.PathLike) -> None:
+        """Write the result to ``path`` (``.npz``) atomically: a complete file or the old one."""
+        arrays = {f"coords_{i}": c for i, c in enumerate(self.coords)}
+        arrays["loss"] = self.loss
+        if self.accuracy is not None:
+            arrays["accuracy"] = self.accuracy
+        if self.trajectory is not None:
+            arrays["trajectory"] = self.trajectory
+        header = {"format": FORMAT, "version": FORMAT_VERSION, **self.metadata}
+        arrays["metadata"] = np.array(json.dumps(header))
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+
+    @classmethod
+    def load_npz(cls, path: str | os.PathLike) -> LandscapeResult:
+        """Read a result written by :meth:`save_npz` (no pickles are loaded)."""
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {key: npz[key] for key in npz.files}
+            metadata = json.loads(str(arrays.pop("metadata")))
+        except (OSError, ValueError, KeyError) as err:
+            raise FlatscopeError(
+                f"cannot read {path} as a flatscope landscape .npz ({err}); pass a file written "
+                "by LandscapeResult.save_npz or `flatscope landscape`"
+            ) from err
+        header = (metadata.pop("format", None), metadata.pop("version", None))
+        if header != (FORMAT, FORMAT_VERSION):
+            raise FlatscopeError(
+                f"{path} is not a flatscope landscape file of version {FORMAT_VERSION}; "
+                "recompute it with this version of flatscope"
+            )
+        coords = []
+        while f"coords_{len(coords)}" in arrays:
+            coords.append(arrays[f"coords_{len(coords)}"])
+        return cls(
+            tuple(coords),
+            arrays["loss"],
+            arrays.get("accuracy"),
+            metadata,
+            arrays.get("trajectory"),
+        )
+
+
+def _as_direction(direction: Direction | torch.Tensor) -> Direction:
+    if isinstance(direction, Direction):
+        return direction
+    if isinstance(direction, torch.Tensor) and direction.ndim == 1:
+        return Direction(direction.detach(), "custom")
+    raise TypeError(
+        "a direction must be a flatscope Direction or a flat 1-D torch.Tensor, got "
+        f"{type(direction).__name__}"
+    )
+
+
+def _axis(steps: int, span: Span, name: str) -> np.ndarray:
+    if not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"{name} steps must be a positive integer, got {steps!r}")
+    if len(span) != 2 or not span[0] <= span[1]:
+        raise ValueError(f"{name} span must be (low, high) with low <= high, got {span!r}")
+    return np.linspace(float(span[0]), float(span[1]), int(steps))
+
+
+def _per_axis(value: Any, is_scalar: bool, name: str) -> tuple[Any, Any]:
+    """``value`` for both axes, or a pair of per-axis values."""
+    if is_scalar:
+        return value, value
+    if isinstance(value, Sequence) and len(value) == 2:
+        return value[0], value[1]
+    raise ValueError(f"{name} must be one value for both axes or a pair of per-axis values")
+
+
+def _grid(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Any,
+    directions: list[Direction],
+    axes: list[np.ndarray],
+    *,
+    params: str | Sequence[str] | None,
+    origin: torch.Tensor | None,
+    bn_recompute: bool,
+    points_per_pass: int | None,
+    device: torch.device | str | None,
+    dtype: torch.dtype | None,
+    data_spec: str | None,
+    label: str | None,
+    trajectory: np.ndarray | None,
+) -> LandscapeResult:
+    evaluator = LossEvaluator(
+        model,
+        loss_fn,
+        data,
+        params,
+        device=device,
+        dtype=dtype,
+        points_per_pass=points_per_pass,
+        bn_recompute=bn_recompute,
+    )
+    d = evaluator.dim
+    for direction in directions:
+        if direction.vector.shape != (d,):
+            raise ValueError(
+                f"a {direction.kind} direction has shape {tuple(direction.vector.shape)} but the "
+                f"selected parameters have {d} entries; build directions with the same params"
+            )
+    if origin is None:
+        center = evaluator.origin
+    elif origin.shape == (d,):
+        center = origin.to(evaluator.device, evaluator.dtype)
+    else:
+        raise ValueError(f"origin must be a flat vector of {d} entries, got {tuple(origin.shape)}")
+    D = torch.stack([dir_.vector.to(evaluator.device, evaluator.dtype) for dir_ in directions])
+    mesh = np.meshgrid(*axes, indexing="ij")
+    coefficients = torch.as_tensor(
+        np.stack([m.reshape(-1) for m in mesh], axis=1), dtype=evaluator.dtype
+    ).to(evaluator.device)
+    losses, accuracies = [], []
+    for rows in evaluator.chunks(coefficients.shape[0]):
+        loss, accuracy = evaluator.evaluate(center + coefficients[rows] @ D)
+        losses.append(loss)
+        accuracies.append(accuracy)
+    shape = tuple(len(a) for a in axes)
+    loss = torch.cat(losses).cpu().numpy().reshape(shape)
+    accuracy = None
+    if accuracies[0] is not None:
+        accuracy = torch.cat(accuracies).cpu().numpy().reshape(shape)
+    metadata = {
+        "dims": len(axes),
+        "directions": [dir_.metadata() for dir_ in directions],
+        "data_spec": data_spec,
+        "label": label,
+        "num_samples": evaluator.num_samples,
+        "num_params": d,
+        "param_names": evaluator.operator.param_names,
+        "dtype": str(evaluator.dtype).replace("torch.", ""),
+        "bn_recompute": bn_recompute,
+        "points_per_pass": evaluator.points_per_pass,
+        "origin_norm": float(center.norm()),
+    }
+    traj = None if trajectory is None else np.asarray(trajectory, dtype=np.float64)
+    return LandscapeResult(tuple(axes), loss, accuracy, metadata, traj)
+
+
+def slice_1d(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Any,
+    direction: Direction | torch.Tensor,
+    *,
+    steps: int = 51,
+    span: Span = (-1.0, 1.0),
+    params: str | Sequence[str] | None = None,
+    origin: torch.Tensor | None = None,
+    bn_recompute: bool = False,
+    points_per_pass: int | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    data_spec: str | None = None,
+    label: str | None = None,
+) -> LandscapeResult:
+    """Loss and accuracy along ``origin + alpha * direction`` for ``steps`` values of ``alpha``.
+
+    Args:
+        model, loss_fn, data, params, device, dtype: as for
+            :class:`~flatscope.operators.hessian.HessianOperator`; the loss is the mean over all
+            of ``data``, in ``eval()`` mode (the model's modes are restored afterwards).
+        direction: a :class:`~flatscope.landscape.directions.Direction` or a flat tensor.
+        steps, span: ``alpha`` runs over ``numpy.linspace(span[0], span[1], steps)``.
+        origin: the flat weights at ``alpha = 0``; ``None`` for the model's current weights.
+        bn_recompute: re-estimate BatchNorm running statistics over ``data`` at every point.
+        points_per_pass: grid points per vectorised forward pass (``1``: one at a time).
+        data_spec, label: recorded in the metadata (the data spec string, a legend label).
+    """
+    return _grid(
+        model,
+        loss_fn,
+        data,
+        [_as_direction(direction)],
+        [_axis(steps, span, "slice")],
+        params=params,
+        origin=origin,
+        bn_recompute=bn_recompute,
+        points_per_pass=points_per_pass,
+        device=device,
+        dtype=dtype,
+        data_spec=data_spec,
+        label=label,
+        trajectory=None,
+    )
+
+
+def surface_2d(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Any,
+    d1: Direction | torch.Tensor,
+    d2: Direction | torch.Tensor,
+    *,
+    steps: int | tuple[int, int] = 21,
+    span: Span | tuple[Span, Span] = (-1.0, 1.0),
+    params: str | Sequence[str] | None = None,
+    origin: torch.Tensor | None = None,
+    bn_recompute: bool = False,
+    points_per_pass: int | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    data_spec: str | None = None,
+    label: str | None = None,
+    trajectory: np.ndarray | None = None,
+) -> LandscapeResult:
+    """Loss and accuracy on the grid ``origin + alpha * d1 + beta * d2``.
+
+    Arguments as for :func:`slice_1d`; ``steps`` and ``span`` are one value for both axes or a
+    pair of per-axis values. ``trajectory`` (``(T, 2)`` coordinates in the plane, for example
+    :attr:`PCADirections.trajectory`) is stored with the result for plotting.
+    """
+    steps_a, steps_b = _per_axis(steps, isinstance(steps, (int, np.integer)), "steps")
+    flat_span = len(span) == 2 and all(isinstance(s, (int, float)) for s in span)
+    span_a, span_b = _per_axis(span, flat_span, "span")
+    if trajectory is not None and np.shape(trajectory)[-1:] != (2,):
+        raise ValueError(f"trajectory must have shape (T, 2), got {np.shape(trajectory)}")
+    return _grid(
+        model,
+        loss_fn,
+        data,
+        [_as_direction(d1), _as_direction(d2)],
+        [_axis(steps_a, span_a, "first-axis"), _axis(steps_b, span_b, "second-axis")],
+        params=params,
+        origin=origin,
+        bn_recompute=bn_recompute,
+        points_per_pass=points_per_pass,
+        device=device,
+        dtype=dtype,
+        data_spec=data_spec,
+        label=label,
+        trajectory=trajectory,
+    )
