@@ -567,7 +567,7 @@ class _BatchedTensorDataset(TensorDataset):
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
         index = torch.as_tensor(indices, dtype=torch.int64)
-        return tuple(tensor[index] for tensor in self.tensors)
+        return tuple(tensor.index_select(0, index) for tensor in self.tensors)
 
 
 def _whole_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -719,7 +719,9 @@ class DataBundle:
         order = torch.randperm(len(self), generator=_generator(self.seed, _SUBSET_STREAM))
         index = order[:size].sort().values
         if isinstance(self.dataset, TensorDataset):
-            dataset: Dataset = TensorDataset(*(t[index] for t in self.dataset.tensors))
+            dataset: Dataset = TensorDataset(
+                *(t.index_select(0, index) for t in self.dataset.tensors)
+            )
         else:
             dataset = Subset(self.dataset, index.tolist())
         return dataclasses.replace(
