@@ -33,6 +33,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import DataLoader, RandomSampler
 
 from flatscope.operators.base import LinearOperator
+from flatscope.operators.distributed import all_reduce_sum
 from flatscope.operators.params import block_slices, flatten, select_parameters, unflatten
 
 __all__ = ["HessianOperator"]
@@ -112,6 +113,11 @@ class HessianOperator(LinearOperator):
 
     The flat coordinate vector lists the selected parameters in ``named_parameters`` order;
     :attr:`blocks` maps each parameter name to its slice.
+
+    Under an initialised ``torch.distributed`` process group, ``data`` is this rank's shard
+    (see :class:`flatscope.operators.distributed.ShardSampler`); products, :meth:`loss` and
+    :meth:`gradient` are all-reduced so that every rank holds the result for the whole dataset.
+    Pass the unwrapped module, not a ``DistributedDataParallel`` wrapper.
     """
 
     def __init__(
@@ -198,13 +204,18 @@ class HessianOperator(LinearOperator):
 
     def _check_data(self) -> int:
         """Count samples and check that data and model give the same numbers twice."""
-        num_samples, first = 0, None
+        local, first = 0, None
         for inputs, targets, n in self._batches():
             if first is None:
                 first = (inputs, targets)
-            num_samples += n
-        if first is None or num_samples == 0:
+            local += n
+        num_samples = int(
+            all_reduce_sum(torch.tensor([local], dtype=torch.float64, device=self.device)).item()
+        )
+        if num_samples == 0:
             raise ValueError("data is empty: the Hessian needs at least one sample")
+        if first is None:  # an empty shard on this rank: nothing to check here
+            return num_samples
         inputs, targets, _ = next(self._batches())
         if not torch.equal(targets, first[1]):
             raise ValueError(
@@ -231,7 +242,7 @@ class HessianOperator(LinearOperator):
         with torch.no_grad(), self._eval_mode():
             for inputs, targets, n in self._batches():
                 total += self._batch_loss(self._weights, inputs, targets) * n
-        return float(total / self.num_samples)
+        return float(all_reduce_sum(total) / self.num_samples)
 
     def gradient(self) -> torch.Tensor:
         """The gradient of the mean loss over all of the data, as a flat vector."""
@@ -239,7 +250,7 @@ class HessianOperator(LinearOperator):
         with self._eval_mode():
             for inputs, targets, n in self._batches():
                 total += grad(self._batch_loss)(self._weights, inputs, targets) * n
-        return total / self.num_samples
+        return all_reduce_sum(total) / self.num_samples
 
     # ----------------------------------------------------------------- products
     def _chunk_size(self, k: int) -> int:
@@ -294,4 +305,4 @@ class HessianOperator(LinearOperator):
                 for start in range(0, V.shape[1], chunk):
                     cols = slice(start, start + chunk)
                     out[:, cols] += self._batch_hvp(inputs, targets, V[:, cols]) * n
-        return out / self.num_samples
+        return all_reduce_sum(out) / self.num_samples
