@@ -100,48 +100,49 @@ def _lanczos_eigenpairs(
     block_size: int,
 ) -> EigenResult:
     d = op.shape[0]
-    m = min(d, subspace_size or max(2 * k + 1, 20))
+    m = min(d, subspace_size or max(2 * k + 1, 30, k + 2 * block_size))
     if m < min(d, k + block_size):
         raise ValueError(f"subspace_size must be at least k + block_size = {k + block_size}")
     keep = min(m - block_size, k + (m - k) // 2)
     generator = seeded_generator(seed)
     start = op.num_matvecs
-    empty = torch.empty(d, 0, dtype=op.dtype, device=op.device)
-    V, AV = empty, empty
+    V = AV = torch.empty(d, 0, dtype=op.dtype, device=op.device)
+    H = torch.empty(0, 0, dtype=op.dtype, device=op.device)  # V^T A V
     F = _orthonormal_block(
-        empty, probes(generator, d, block_size, "gaussian", op.dtype, op.device), generator
+        V, probes(generator, d, block_size, "gaussian", V.dtype, V.device), generator
     )
     while True:
-        while V.shape[1] < m and F.shape[1] > 0:
-            budget = max_matvecs - (op.num_matvecs - start)
-            F = F[:, : min(F.shape[1], m - V.shape[1], budget)]
-            if F.shape[1] == 0:
-                break
+        # Grow by whole blocks only, so that A V stays inside span(V, F): thick restart
+        # relies on it. Stop before a block that would overrun the budget.
+        exhausted = F.shape[1] == 0 or op.num_matvecs - start + F.shape[1] > max_matvecs
+        if not exhausted:
             W = op @ F
+            VW = V.mT @ W
+            H = torch.cat([torch.cat([H, VW], 1), torch.cat([VW.mT, F.mT @ W], 1)], 0)
             V, AV = torch.cat([V, F], dim=1), torch.cat([AV, W], dim=1)
             F = _orthonormal_block(V, W, generator)
-        H = V.mT @ AV
         theta, S = torch.linalg.eigh((H + H.mT) / 2)
         order = theta.argsort(descending=which == "largest")
         theta, S = theta[order], S[:, order]
-        Y, AY = V @ S, AV @ S
-        residuals = (AY - Y * theta).norm(dim=0)
-        scale = float(theta.abs().max())
-        converged = bool((residuals[:k] <= tol * scale).all()) or V.shape[1] == d
-        exhausted = op.num_matvecs - start >= max_matvecs or F.shape[1] == 0
-        if converged or exhausted or V.shape[1] < k:
-            count = min(k, V.shape[1])
+        count = min(k, V.shape[1])
+        Y, AY = V @ S[:, :count], AV @ S[:, :count]
+        residuals = (AY - Y * theta[:count]).norm(dim=0)
+        scale = float(theta.abs().max()) if count else 0.0
+        converged = count == k and bool((residuals <= tol * scale).all())
+        if converged or exhausted or V.shape[1] == d:
             return EigenResult(
                 theta[:count],
-                Y[:, :count],
-                residuals[:count],
+                Y,
+                residuals,
                 op.num_matvecs - start,
-                converged and count == k,
+                converged or V.shape[1] == d,
                 "lanczos",
             )
-        # Thick restart (Wu & Simon 2000): keep the best Ritz vectors; the residuals of all
-        # Ritz pairs lie in span(V, F), so the search continues from F.
-        V, AV = Y[:, :keep], AY[:, :keep]
+        if V.shape[1] + F.shape[1] > m:
+            # Thick restart (Wu & Simon 2000): keep the best Ritz vectors. The residuals of
+            # all Ritz pairs lie in span(V, F), so the search continues from F.
+            V, AV = V @ S[:, :keep], AV @ S[:, :keep]
+            H = torch.diag(theta[:keep])
 
 
 def _scipy_eigenpairs(
@@ -151,7 +152,7 @@ def _scipy_eigenpairs(
     if k >= d:
         raise ValueError(f"method='scipy' (ARPACK) needs k < d, got k={k}, d={d}")
     v0 = probes(seeded_generator(seed), d, 1, "gaussian", op.dtype, torch.device("cpu"))[:, 0]
-    ncv = min(d, max(2 * k + 1, 20))
+    ncv = min(d, max(2 * k + 1, 30))
     start = op.num_matvecs
     try:
         values, vectors = scipy.sparse.linalg.eigsh(
@@ -192,14 +193,15 @@ def eigenvalues(
     ``which="smallest"`` finds the most negative eigenvalues (saddle directions of a Hessian).
 
     ``method="lanczos"``: thick-restart Lanczos in torch on the operator's device (Wu & Simon,
-    SIAM J. Matrix Anal. Appl. 2000). A basis of up to ``subspace_size`` vectors (default
-    ``max(2k + 1, 20)``) is grown by ``block_size`` products at a time, each new block
-    orthogonalized twice against the basis; Rayleigh-Ritz on ``V^T A V`` then gives Ritz pairs
-    whose residuals ``||A y - theta y||`` come from the stored products without extra ones. It
-    stops when all ``k`` residuals are at most ``tol * max|theta|`` (``max|theta|`` estimates
-    ``||A||_2``), so each eigenvalue is within ``tol * ||A||`` and, if it is separated from
-    the rest of the spectrum by a gap ``g``, within ``(tol * ||A||)^2 / g``. Otherwise it keeps
-    ``k + (m - k) // 2`` Ritz vectors and grows the basis again. Memory: ``2 m d``.
+    SIAM J. Matrix Anal. Appl. 2000). The basis ``V`` grows by ``block_size`` products at a
+    time, each new block orthogonalized twice against it, up to ``m = subspace_size`` vectors
+    (default ``max(2k + 1, 30, k + 2 block_size)``). After every block, Rayleigh-Ritz on
+    ``V^T A V`` gives Ritz pairs whose residuals ``||A y - theta y||`` come from the stored
+    products ``A V`` without extra ones. It stops when all ``k`` residuals are at most
+    ``tol * max|theta|`` (``max|theta|`` estimates ``||A||_2``): then each eigenvalue is within
+    ``tol * ||A||`` of the truth and, if a gap ``g`` separates it from the rest of the
+    spectrum, within ``(tol * ||A||)^2 / g``. When the basis is full it keeps the best
+    ``k + (m - k) // 2`` Ritz vectors and grows again. Memory: ``2 m d``.
 
     ``method="scipy"``: ARPACK's ``eigsh`` on ``A.to_scipy()`` for cross-checking (its ``tol`` is
     relative to each eigenvalue); residuals cost ``k`` extra products.

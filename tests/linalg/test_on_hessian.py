@@ -1,0 +1,60 @@
+"""The estimators on the exact Hessian of a tiny network, against torch.func.hessian."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call, hessian
+
+import flatscope.linalg as la
+from flatscope.operators import HessianOperator, unflatten
+from tests.linalg._spectra import F64
+
+
+@pytest.fixture(scope="module")
+def problem() -> tuple[HessianOperator, torch.Tensor]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).to(F64)
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 4, generator=generator, dtype=F64)
+    y = torch.randint(0, 3, (40,), generator=generator)
+    loss_fn = nn.CrossEntropyLoss()
+    op = HessianOperator(model, loss_fn, [(x[:25], y[:25]), (x[25:], y[25:])], dtype=F64)
+    params = {name: p.detach() for name, p in model.named_parameters()}
+
+    def loss(w: torch.Tensor) -> torch.Tensor:
+        return loss_fn(functional_call(model, unflatten(w, params), (x,)), y)
+
+    return op, hessian(loss)(op.flat_params())
+
+
+def test_extreme_eigenvalues_match_the_dense_hessian(problem):
+    op, H = problem
+    exact = torch.linalg.eigvalsh(H)
+    assert float(exact[0]) < 0  # random weights: the Hessian is indefinite
+    for which, expected in [("largest", exact.flip(0)[:3]), ("smallest", exact[:3])]:
+        result = la.eigenvalues(op, k=3, which=which, tol=1e-8)
+        torch.testing.assert_close(result.values, expected, rtol=1e-8, atol=1e-10)
+        assert result.converged
+
+
+@pytest.mark.parametrize("method", ["hutchinson", "hutchpp", "xtrace"])
+def test_per_layer_traces_match_exact_block_traces(problem, method):
+    op, H = problem
+    est = la.trace(op, method=method, num_matvecs=30, seed=0)
+    assert abs(est.value - float(H.trace())) <= 3 * est.stderr
+    for name, block in op.blocks.items():
+        value, stderr = est.per_block[name]
+        assert abs(value - float(H[block, block].trace())) <= 3 * stderr + 1e-12, name
+
+
+def test_density_moments_and_diagonal(problem):
+    op, H = problem
+    d = H.shape[0]
+    density = la.spectral_density(op, num_steps=20, num_probes=6)
+    value, stderr = density.moment(1)
+    assert abs(value - float(H.trace()) / d) <= 3 * stderr
+    diag = la.diagonal(op, num_matvecs=100)
+    covered = ((diag.values - H.diagonal()).abs() <= 3 * diag.stderr).double().mean()
+    assert float(covered) >= 0.9
