@@ -1,13 +1,14 @@
-"""Tensor helpers shared by the optimizers: flat buffers, Gaussian draws, exact weight snapshots.
+"""Flat work buffers shared by the optimizers: Gaussian draws and exact weight snapshots.
 
-Every helper lays the parameters out as one flat buffer per dtype (in order of first appearance)
-and hands back one view per parameter, so that drawing noise for a whole network, or saving its
-weights, costs one kernel launch per dtype instead of one per tensor.
+The parameters are laid out as one flat buffer per dtype (in order of first appearance), with
+one view per parameter. The buffers are allocated once and reused every step, so drawing noise
+for a whole network, or saving its weights, costs one kernel per dtype (or one multi-tensor
+kernel) and no per-step allocation or per-tensor Python work.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -25,50 +26,58 @@ def single_device(params: Sequence[Tensor]) -> torch.device:
     return devices.pop()
 
 
-def flat_views(
-    params: Sequence[Tensor], make_flat: Callable[[int, torch.dtype], Tensor]
-) -> list[Tensor]:
-    """One view per parameter (same shape) into flat buffers made by ``make_flat(numel, dtype)``.
+class FlatBuffers:
+    """One flat buffer per dtype of ``params`` and, in ``views``, one view per parameter.
 
-    ``make_flat`` is called once per dtype, in order of the dtype's first appearance in
-    ``params``, with the total number of elements of the parameters of that dtype; the buffer is
-    split in parameter order.
+    The buffer of a dtype holds the parameters of that dtype in parameter order; dtypes come in
+    order of their first appearance in ``params``.
     """
-    positions: dict[torch.dtype, list[int]] = {}
-    for index, p in enumerate(params):
-        positions.setdefault(p.dtype, []).append(index)
-    views: list[Tensor] = [params[0]] * len(params)
-    for dtype, indices in positions.items():
-        sizes = [params[i].numel() for i in indices]
-        flat = make_flat(sum(sizes), dtype)
-        for i, chunk in zip(indices, flat.split(sizes), strict=True):
-            views[i] = chunk.view(params[i].shape)
-    return views
+
+    def __init__(self, params: Sequence[Tensor]) -> None:
+        self.params = tuple(params)
+        positions: dict[torch.dtype, list[int]] = {}
+        for index, p in enumerate(self.params):
+            positions.setdefault(p.dtype, []).append(index)
+        self.flats: list[Tensor] = []
+        views: list[Tensor | None] = [None] * len(self.params)
+        for dtype, indices in positions.items():
+            sizes = [self.params[i].numel() for i in indices]
+            flat = torch.empty(sum(sizes), dtype=dtype, device=self.params[0].device)
+            self.flats.append(flat)
+            for i, chunk in zip(indices, flat.split(sizes), strict=True):
+                views[i] = chunk.view(self.params[i].shape)
+        self.views: list[Tensor] = views  # type: ignore[assignment]
+
+    def holds(self, params: Sequence[Tensor]) -> bool:
+        """Whether these buffers were laid out for exactly ``params`` (same tensors, same order)."""
+        return len(params) == len(self.params) and all(
+            a is b for a, b in zip(params, self.params, strict=True)
+        )
+
+    def standard_normal(self, generator: torch.Generator) -> list[Tensor]:
+        """Fill with independent N(0, 1) draws from ``generator``; return the per-parameter views.
+
+        The stream is consumed as one ``torch.randn(n, generator=generator)`` per dtype, ``n``
+        the number of elements of that dtype: what a test regenerates to check an update.
+        """
+        for flat in self.flats:
+            flat.normal_(generator=generator)
+        return self.views
+
+    def save(self) -> None:
+        """Copy the parameters in, bit for bit."""
+        with torch.no_grad():
+            torch._foreach_copy_(self.views, list(self.params))
+
+    def restore(self) -> None:
+        """Copy the saved values back into the parameters in place (exact: no arithmetic)."""
+        with torch.no_grad():
+            torch._foreach_copy_(list(self.params), self.views)
 
 
-def standard_normal_like(params: Sequence[Tensor], generator: torch.Generator) -> list[Tensor]:
-    """Independent N(0, 1) entries shaped like ``params``, drawn from ``generator``.
-
-    The random stream is consumed as one ``torch.randn(n, generator=generator)`` per dtype (see
-    :func:`flat_views` for the layout), which is what a test regenerates to check an update.
-    """
-    return flat_views(
-        params,
-        lambda numel, dtype: torch.randn(
-            numel, generator=generator, device=generator.device, dtype=dtype
-        ),
-    )
-
-
-def snapshot(params: Sequence[Tensor]) -> list[Tensor]:
-    """Exact copies of ``params`` (bit for bit), to be put back with :func:`restore`."""
-    device = params[0].device
-    copies = flat_views(params, lambda numel, dtype: torch.empty(numel, device=device, dtype=dtype))
-    torch._foreach_copy_(copies, [p.detach() for p in params])
-    return copies
-
-
-def restore(params: Sequence[Tensor], copies: Sequence[Tensor]) -> None:
-    """Copy a :func:`snapshot` back into ``params`` in place (exact: no arithmetic involved)."""
-    with torch.no_grad():
-        torch._foreach_copy_(list(params), list(copies))
+def reused_buffers(cache: dict[str, FlatBuffers], key: str, params: list[Tensor]) -> FlatBuffers:
+    """``cache[key]`` if it was laid out for ``params``, else new buffers stored there."""
+    buffers = cache.get(key)
+    if buffers is None or not buffers.holds(params):
+        buffers = cache[key] = FlatBuffers(params)
+    return buffers

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from flatscope.optim._flat import single_device, standard_normal_like
+from flatscope.optim._flat import FlatBuffers, reused_buffers, single_device
 
 SeedLike = int | torch.Generator
 
@@ -98,6 +98,7 @@ class LangevinOptimizer(Optimizer):
     ) -> None:
         super().__init__(params, defaults)
         self._generator = make_generator(seed, single_device(self._all_params()))
+        self._buffers: dict[str, FlatBuffers] = {}
 
     @property
     def generator(self) -> torch.Generator:
@@ -106,6 +107,10 @@ class LangevinOptimizer(Optimizer):
 
     def _all_params(self) -> list[Tensor]:
         return [p for group in self.param_groups for p in group["params"]]
+
+    def _work_buffers(self, key: str) -> FlatBuffers:
+        """Flat buffers laid out like all parameters, kept between steps under ``key``."""
+        return reused_buffers(self._buffers, key, self._all_params())
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -132,7 +137,7 @@ class LangevinOptimizer(Optimizer):
             for group in self.param_groups:
                 self._update_group(group, None)
             return
-        noise = standard_normal_like(self._all_params(), self._generator)
+        noise = self._work_buffers("noise").standard_normal(self._generator)
         for group, group_noise in self._per_group(noise):
             self._update_group(group, group_noise)
 
@@ -189,6 +194,23 @@ class LangevinOptimizer(Optimizer):
 
     def _load_rng_state(self, rng: dict[str, Any]) -> None:
         load_generator_state(self._generator, rng["generator"])
+
+    def __getstate__(self) -> dict[str, Any]:  # copy.deepcopy and pickle
+        return {
+            **super().__getstate__(),
+            "rng": self._rng_state(),
+            "generator_device": self._generator.device,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # also called by Optimizer.load_state_dict, with the state and groups only
+        state = dict(state)
+        rng, device = state.pop("rng", None), state.pop("generator_device", None)
+        super().__setstate__(state)
+        if rng is not None:
+            self._buffers = {}
+            self._generator = torch.Generator(device=device)
+            self._load_rng_state(rng)
 
     def state_dict(self) -> dict[str, Any]:
         """The usual optimizer state plus ``"rng"``: the random generator's state."""

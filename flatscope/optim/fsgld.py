@@ -12,7 +12,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from flatscope.optim._flat import restore, snapshot, standard_normal_like
 from flatscope.optim._langevin import LangevinOptimizer, SeedLike
 
 
@@ -131,16 +130,17 @@ class FSGLD(LangevinOptimizer):
             return float(group["sigma"])
         return coupled_sigma(group["beta_inv"], group["eta"])
 
-    def _perturbation_directions(self, params: list[Tensor]) -> tuple[list[Tensor], float]:
+    def _perturbation_directions(self) -> tuple[list[Tensor], float]:
         """Standard normal directions for ``eps`` and their sign (-1 closes an antithetic pair)."""
+        buffers = self._work_buffers("noise")
         if self.antithetic and self._antithetic_pending is not None:
             replay = torch.Generator(device=self._generator.device)
             replay.set_state(self._antithetic_pending)
             self._antithetic_pending = None
-            return standard_normal_like(params, replay), -1.0
+            return buffers.standard_normal(replay), -1.0
         if self.antithetic:
             self._antithetic_pending = self._generator.get_state()
-        return standard_normal_like(params, self._generator), 1.0
+        return buffers.standard_normal(self._generator), 1.0
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:
@@ -155,9 +155,9 @@ class FSGLD(LangevinOptimizer):
             with torch.enable_grad():
                 loss = closure()
         else:
-            params = self._all_params()
-            directions, sign = self._perturbation_directions(params)
-            saved = snapshot(params)
+            saved = self._work_buffers("saved")
+            saved.save()
+            directions, sign = self._perturbation_directions()
             for (group, group_directions), sigma in zip(
                 self._per_group(directions), sigmas, strict=True
             ):
@@ -167,9 +167,12 @@ class FSGLD(LangevinOptimizer):
                 with torch.enable_grad():
                     loss = closure()
             finally:
-                restore(params, saved)
+                saved.restore()
         self._langevin_step()
         return loss
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "antithetic": self.antithetic}
 
     def _rng_state(self) -> dict[str, Any]:
         return {**super()._rng_state(), "antithetic_pending": self._antithetic_pending}

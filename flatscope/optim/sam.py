@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from flatscope.optim._flat import restore, snapshot
+from flatscope.optim._flat import FlatBuffers, reused_buffers
 
 ASAM_ETA = 0.01
 """The offset in ASAM's normalization operator ``T_w = |w| + ASAM_ETA`` (Kwon et al., 2021)."""
@@ -67,12 +67,21 @@ class SAM(Optimizer):
         super().__init__(params, {"rho": rho, "adaptive": adaptive})
         self.base_optimizer = base_optimizer_cls(self.param_groups, **base_kwargs)
         self._share_base_state()
+        self._buffers: dict[str, FlatBuffers] = {}
         self.defaults.update(self.base_optimizer.defaults)
 
     def _share_base_state(self) -> None:
         """Make SAM's groups and state the base optimizer's own objects."""
         self.param_groups = self.base_optimizer.param_groups
         self.state = self.base_optimizer.state
+
+    def __getstate__(self) -> dict[str, Any]:  # copy.deepcopy and pickle
+        return {**super().__getstate__(), "base_optimizer": self.base_optimizer}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._share_base_state()
+        self._buffers = {}
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if not hasattr(self, "base_optimizer"):  # during __init__
@@ -96,13 +105,14 @@ class SAM(Optimizer):
             loss = closure()
         params, ascent = self._ascent_step()
         if params:
-            saved = snapshot(params)
+            saved = reused_buffers(self._buffers, "saved", params)
+            saved.save()
             torch._foreach_add_(params, ascent)
             try:
                 with torch.enable_grad():
                     closure()
             finally:
-                restore(params, saved)
+                saved.restore()
         self.base_optimizer.step()
         return loss
 

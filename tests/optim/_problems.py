@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 from collections.abc import Callable
@@ -150,9 +151,11 @@ def assert_zero_temperature_is_sgd(
 
 
 def assert_resume_is_bit_identical(make: OptimizerFactory, num_steps: int = 7) -> None:
-    """Save after 3 steps, resume in a fresh model and optimizer (other seed): same weights.
+    """Save after 3 steps and resume: the weights end bit-identical to an uninterrupted run.
 
-    ``make(params, seed)`` builds the optimizer; ``seed`` is ignored by deterministic ones.
+    Resumes twice: from a ``torch.save``d state dict into a fresh model and optimizer (built
+    with another seed), and from ``copy.deepcopy`` of the model and optimizer together.
+    ``make(params, seed)`` builds the optimizer; deterministic ones ignore ``seed``.
     """
     data = batches(num_steps)
     reference = tiny_net()
@@ -161,12 +164,15 @@ def assert_resume_is_bit_identical(make: OptimizerFactory, num_steps: int = 7) -
     optimizer = make(model.parameters(), seed=11)
     train(optimizer, model, data[:3])
     checkpoint = round_trip({"model": model.state_dict(), "optim": optimizer.state_dict()})
+    copied_model, copied_optimizer = copy.deepcopy((model, optimizer))
     resumed = tiny_net(seed=99)
     resumed.load_state_dict(checkpoint["model"])
     resumed_optimizer = make(resumed.parameters(), seed=12345)
     resumed_optimizer.load_state_dict(checkpoint["optim"])
     train(resumed_optimizer, resumed, data[3:])
     assert_same_parameters(reference, resumed)
+    train(copied_optimizer, copied_model, data[3:])
+    assert_same_parameters(reference, copied_model)
 
 
 CURVATURES = torch.tensor([1.0, 4.0], dtype=torch.float64)

@@ -3,11 +3,12 @@ import math
 import pytest
 import torch
 
-from flatscope.optim import FSGLD, coupled_sigma
+from flatscope.optim import FSGLD, SGLD, coupled_sigma
 from tests.optim._problems import (
     Z,
     assert_chain_temperature_is_exact_to_order_lr,
     assert_resume_is_bit_identical,
+    assert_same_parameters,
     assert_samples_match_stationary_law,
     assert_zero_temperature_is_sgd,
     batches,
@@ -30,6 +31,16 @@ def test_zero_temperature_is_sgd_bit_for_bit(sigma, momentum, weight_decay):
         momentum,
         weight_decay,
     )
+
+
+def test_zero_sigma_is_sgld_and_a_generator_works_as_seed():
+    data = batches(4)
+    reference, model = tiny_net(), tiny_net()
+    options = {"lr": 0.1, "beta_inv": 1e-3, "momentum": 0.9}
+    train(SGLD(reference.parameters(), seed=7, **options), reference, data)
+    generator = torch.Generator().manual_seed(7)
+    train(FSGLD(model.parameters(), sigma=0.0, seed=generator, **options), model, data)
+    assert_same_parameters(reference, model)
 
 
 def test_coupled_sigma_formula():
