@@ -85,8 +85,14 @@ def probes(
     return torch.stack([_probe(generator, d, kind, dtype) for _ in range(k)], dim=1).to(device)
 
 
+def check_batch_size(batch_size: int | None) -> int | None:
+    """``None`` (all columns in one product) or a positive integer."""
+    return None if batch_size is None else check_count("batch_size", batch_size)
+
+
 def apply(op: LinearOperator, V: torch.Tensor, batch_size: int | None) -> torch.Tensor:
     """``op @ V``, passing at most ``batch_size`` columns at a time (all at once if ``None``)."""
+    check_batch_size(batch_size)
     if batch_size is None or V.shape[1] <= batch_size:
         return op @ V
     return torch.cat([op @ V[:, i : i + batch_size] for i in range(0, V.shape[1], batch_size)], 1)
@@ -101,8 +107,7 @@ def probe_products(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield ``(Z, A Z)`` for ``num`` seeded probes, ``batch_size`` columns at a time, so that
     at most one batch of probes is held in memory."""
-    if batch_size is not None:
-        check_count("batch_size", batch_size)
+    check_batch_size(batch_size)
     generator = seeded_generator(seed)
     step = num if batch_size is None else batch_size
     for start in range(0, num, step):

@@ -9,7 +9,6 @@ import torch
 
 from flatscope.linalg._common import (
     as_symmetric_operator,
-    check_choice,
     check_count,
     probe_products,
 )
@@ -58,9 +57,6 @@ def diagonal(
     """
     op = as_symmetric_operator(A)
     check_count("num_matvecs", num_matvecs, minimum=2)
-    check_choice("probe", probe, ("rademacher", "gaussian", "sphere"))
-    if batch_size is not None:
-        check_count("batch_size", batch_size)
     start = op.num_matvecs
     count, mean, sq_dev = 0, None, None
     for Z, AZ in probe_products(op, num_matvecs, probe, seed, batch_size):

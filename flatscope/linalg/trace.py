@@ -97,10 +97,6 @@ def _result(
     )
 
 
-def _check_batch_size(batch_size: int | None) -> int | None:
-    return None if batch_size is None else check_count("batch_size", batch_size)
-
-
 def hutchinson(
     A: LinearOperator | torch.Tensor,
     num_matvecs: int = 100,
@@ -118,9 +114,8 @@ def hutchinson(
     """
     op = as_symmetric_operator(A)
     check_count("num_matvecs", num_matvecs, minimum=2)
-    check_choice("probe", probe, ("rademacher", "gaussian", "sphere"))
     start = op.num_matvecs
-    batches = probe_products(op, num_matvecs, probe, seed, _check_batch_size(batch_size))
+    batches = probe_products(op, num_matvecs, probe, seed, batch_size)
     samples = torch.cat([_row_sums(Z * AZ, op.blocks) for Z, AZ in batches], dim=1)
     return _result("hutchinson", op, start, samples)
 
@@ -153,7 +148,6 @@ def hutchpp(
     """
     op = as_symmetric_operator(A)
     check_count("num_matvecs", num_matvecs, minimum=4)
-    batch_size = _check_batch_size(batch_size)
     d = op.shape[0]
     k = min(num_matvecs // 3, d)
     g = num_matvecs - 2 * k
@@ -197,7 +191,7 @@ def na_hutchpp(
     start = op.num_matvecs
     generator = seeded_generator(seed)
     probe_matrix = probes(generator, d, num_matvecs, probe, op.dtype, op.device)
-    products = apply(op, probe_matrix, _check_batch_size(batch_size))
+    products = apply(op, probe_matrix, batch_size)
     R, S, G = probe_matrix.split([r, s, g], dim=1)
     Z, W, AG = products.split([r, s, g], dim=1)
     ZX = Z @ torch.linalg.pinv(S.mT @ Z)  # (d, s): B = ZX W^T
@@ -237,7 +231,6 @@ def xtrace(
     """
     op = as_symmetric_operator(A)
     check_count("num_matvecs", num_matvecs, minimum=4)
-    batch_size = _check_batch_size(batch_size)
     d = op.shape[0]
     s = min(num_matvecs // 2, d)
     start = op.num_matvecs
