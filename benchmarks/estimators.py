@@ -1,0 +1,312 @@
+"""Randomized estimators against PyHessian, side by side in one run, on exact Hessians.
+
+Two cases, each with its dense Hessian as the truth:
+
+- ``digits``: an MLP (64 -> hidden -> 10, ReLU, float64) trained briefly with full-batch Adam on
+  all 1797 images of scikit-learn's digits; the Hessian of the mean cross-entropy over all
+  images, computed densely with ``torch.func`` (``vmap`` of ``jvp(grad(loss))`` over the
+  identity).
+- ``synthetic``: ``Q diag(lambda) Q^T`` with 10 outliers from 1 to 100 in magnitude (the third
+  largest negative) and a bulk near zero, presented to PyHessian as the quadratic loss
+  ``w^T A w / 2``.
+
+For each case it prints
+
+1. the median relative trace error over ``--seeds`` seeds at 30/100/300 Hessian-vector products
+   (HVPs) for PyHessian's ``trace`` (the real ``pyhessian.hessian(...).trace``, seeded through
+   the global RNG with ``torch.manual_seed(seed)``; its first ``n`` samples at ``maxIter=300``
+   are exactly its run with ``maxIter=n``, so one run per seed serves all budgets, with
+   ``tol=-inf`` so that it never stops early) and for flatscope's hutchinson, hutchpp,
+   na_hutchpp and xtrace (on the same matrix), plus the fraction of seeds whose truth lies
+   within 3 reported standard errors; also PyHessian's default rule (``maxIter=100, tol=1e-3``);
+2. HVPs and accuracy of the top-5 eigenvalues by PyHessian's power iteration
+   (``eigenvalues(top_n=5)``, default ``tol=1e-3``; HVPs counted by wrapping its
+   ``hessian_vector_product``) versus flatscope's thick-restart Lanczos at ``tol=1e-6`` and
+   ARPACK (``method="scipy"``) for reference;
+3. the time of flatscope's spectral density (SLQ and KPM, through ``HessianOperator`` on the
+   digits case) next to PyHessian's ``density``, which fails on current PyTorch.
+
+    python benchmarks/estimators.py [--seeds 50] [--hidden 24] [--train-steps 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+from torch.func import functional_call, grad, jvp, vmap
+
+import flatscope.linalg as la
+from flatscope.operators import DenseOperator, HessianOperator, unflatten
+
+F64 = torch.float64
+BUDGETS = (30, 100, 300)
+FLATSCOPE_METHODS = ("hutchinson", "hutchpp", "na_hutchpp", "xtrace")
+
+
+# ----------------------------------------------------------------------------- problems
+def _digits() -> tuple[torch.Tensor, torch.Tensor]:
+    digits = load_digits()
+    return torch.tensor(digits.data, dtype=F64) / 16.0, torch.tensor(digits.target)
+
+
+def _trained_mlp(hidden: int, steps: int, x: torch.Tensor, y: torch.Tensor) -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10)).to(F64)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return model.eval()
+
+
+def _dense_hessian(loss: Callable[[torch.Tensor], torch.Tensor], w: torch.Tensor) -> torch.Tensor:
+    """The exact Hessian, column block by column block: ``vmap`` of ``jvp(grad(loss))``."""
+
+    def hvp(v: torch.Tensor) -> torch.Tensor:
+        return jvp(grad(loss), (w,), (v,))[1]
+
+    identity = torch.eye(w.numel(), dtype=w.dtype)
+    columns = [vmap(hvp, 1, 1)(identity[:, i : i + 64]) for i in range(0, w.numel(), 64)]
+    H = torch.cat(columns, dim=1)
+    return (H + H.mT) / 2
+
+
+class _Quadratic(nn.Module):
+    """A "model" whose output is its weight vector, so that PyHessian sees ``w^T A w / 2``."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(d, dtype=F64))
+
+    def forward(self, _: torch.Tensor) -> torch.Tensor:
+        return self.w
+
+
+def _synthetic(d: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    outliers = torch.logspace(0, 2, 10, dtype=F64)
+    outliers[-3] *= -1  # -35.9: among the five largest |lambda| but not the five largest lambda
+    bulk = 0.02 * torch.randn(d - 10, generator=generator, dtype=F64) + 0.005
+    Q = torch.linalg.qr(torch.randn(d, d, generator=generator, dtype=F64)).Q
+    A = (Q * torch.cat([outliers, bulk])) @ Q.mT
+    return (A + A.mT) / 2
+
+
+# ----------------------------------------------------------------------------- PyHessian
+def _pyhessian(model: nn.Module, loss_fn: Callable, data: tuple) -> object:
+    from pyhessian import hessian
+
+    return hessian(model, loss_fn, data=data, cuda=False)
+
+
+def _count_pyhessian_hvps() -> list[int]:
+    """Wrap PyHessian's single-batch HVP so that calls are counted; returns the counter."""
+    module = importlib.import_module("pyhessian.hessian")
+    counter = [0]
+    original = module.hessian_vector_product
+
+    def counted(gradsH, params, v):
+        counter[0] += 1
+        return original(gradsH, params, v)
+
+    module.hessian_vector_product = counted
+    return counter
+
+
+# ----------------------------------------------------------------------------- tables
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def trace_table(name: str, H: torch.Tensor, make_pyhessian: Callable[[], object], seeds: int):
+    exact = float(H.trace())
+    print(f"\n[{name}] trace: d={H.shape[0]}, tr H = {exact:.6g}, {seeds} seeds")
+    print(f"{'estimator':<22}" + "".join(f"{f'{m} HVPs':>22}" for m in BUDGETS))
+    print(f"{'':<22}" + "".join(f"{'median rel err  cov':>22}" for _ in BUDGETS))
+    rows: dict[str, dict[int, float]] = {}
+
+    ph = make_pyhessian()
+    samples = []
+    for seed in range(seeds):
+        torch.manual_seed(seed)
+        samples.append(ph.trace(maxIter=max(BUDGETS), tol=-math.inf))
+    rows["pyhessian"] = {
+        m: _median([abs(float(np.mean(s[:m])) - exact) / abs(exact) for s in samples])
+        for m in BUDGETS
+    }
+    print(
+        f"{'pyhessian trace':<22}" + "".join(f"{rows['pyhessian'][m]:>17.2e}    -" for m in BUDGETS)
+    )
+
+    op = DenseOperator(H)
+    for method in FLATSCOPE_METHODS:
+        rows[method] = {}
+        cells = []
+        for m in BUDGETS:
+            estimates = [la.trace(op, method=method, num_matvecs=m, seed=s) for s in range(seeds)]
+            errors = [abs(e.value - exact) / abs(exact) for e in estimates]
+            covered = sum(abs(e.value - exact) <= 3 * e.stderr for e in estimates) / seeds
+            rows[method][m] = _median(errors)
+            cells.append(f"{rows[method][m]:>17.2e} {covered:4.0%}")
+        print(f"{'flatscope ' + method:<22}" + "".join(cells))
+
+    used, errors = [], []
+    for seed in range(seeds):
+        torch.manual_seed(seed)
+        run = ph.trace()  # PyHessian's defaults: maxIter=100, tol=1e-3
+        used.append(len(run))
+        errors.append(abs(float(np.mean(run)) - exact) / abs(exact))
+    print(
+        f"{'pyhessian default rule':<22} median {_median(used):.0f} HVPs (min {min(used)}, "
+        f"max {max(used)}), median rel err {_median(errors):.2e}"
+    )
+    best = min(FLATSCOPE_METHODS, key=lambda k: rows[k][100])
+    ratio = rows["pyhessian"][100] / rows[best][100]
+    print(f"at 100 HVPs: best flatscope ({best}) error is {ratio:.1f}x lower than PyHessian's")
+    return ratio
+
+
+def eigen_table(name: str, H: torch.Tensor, make_pyhessian: Callable[[], object], op_factory):
+    exact = torch.linalg.eigvalsh(H)
+    by_magnitude = exact[exact.abs().argsort(descending=True)][:5]
+    largest = exact.flip(0)[:5]
+    print(f"\n[{name}] top-5 eigenvalues: {', '.join(f'{v:.6g}' for v in largest.tolist())}")
+    if not torch.equal(by_magnitude.sort().values, largest.sort().values):
+        print("  (the 5 largest |lambda| differ from the 5 largest lambda; PyHessian is scored")
+        print(f"   against the former: {', '.join(f'{v:.6g}' for v in by_magnitude.tolist())})")
+    print(f"{'method':<34}{'HVPs':>8}{'max rel err':>14}")
+
+    def relative(values: torch.Tensor, reference: torch.Tensor) -> float:
+        found = values.sort(descending=True).values
+        target = reference.sort(descending=True).values
+        return float(((found - target).abs() / target.abs()).max())
+
+    counter = _count_pyhessian_hvps()
+    ph_hvps, ph_errors = [], []
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(F64)  # PyHessian draws its start vectors with torch.randn
+    try:
+        for seed in range(5):
+            ph = make_pyhessian()
+            torch.manual_seed(seed)
+            counter[0] = 0
+            values, _ = ph.eigenvalues(top_n=5)
+            ph_hvps.append(counter[0])
+            ph_errors.append(relative(torch.tensor(values, dtype=F64), by_magnitude))
+    finally:
+        torch.set_default_dtype(default_dtype)
+    print(
+        f"{'pyhessian power iteration tol=1e-3':<34}{_median(ph_hvps):>8.0f}"
+        f"{_median(ph_errors):>14.2e}   (median of 5 seeds)"
+    )
+    results = {}
+    for label, kwargs in [
+        ("flatscope lanczos tol=1e-6", {"tol": 1e-6}),
+        ("flatscope lanczos tol=1e-4", {"tol": 1e-4}),
+        ("scipy eigsh (ARPACK) tol=1e-6", {"tol": 1e-6, "method": "scipy"}),
+    ]:
+        hvps, errors = [], []
+        for seed in range(5):
+            op = op_factory()
+            result = la.eigenvalues(op, k=5, seed=seed, **kwargs)
+            hvps.append(op.num_matvecs)
+            errors.append(relative(result.values, largest))
+        results[label] = (_median(hvps), _median(errors))
+        print(f"{label:<34}{_median(hvps):>8.0f}{_median(errors):>14.2e}   (median of 5 seeds)")
+    lanczos_hvps, lanczos_error = results["flatscope lanczos tol=1e-6"]
+    print(
+        f"flatscope reaches {lanczos_error:.1e} relative error with "
+        f"{lanczos_hvps / _median(ph_hvps):.2f}x PyHessian's HVPs"
+    )
+    return lanczos_hvps / _median(ph_hvps), lanczos_error
+
+
+def density_timing(op_factory, make_pyhessian: Callable[[], object]) -> None:
+    print("\n[digits] spectral density")
+    for method, steps, probes in [("slq", 90, 4), ("kpm", 90, 4)]:
+        op = op_factory()
+        start = time.perf_counter()
+        density = la.spectral_density(op, num_steps=steps, num_probes=probes, method=method)
+        seconds = time.perf_counter() - start
+        print(
+            f"flatscope {method} ({probes} probes x {steps} steps): {seconds:.2f} s, "
+            f"{density.num_matvecs} HVPs"
+        )
+    ph = make_pyhessian()
+    start = time.perf_counter()
+    try:
+        ph.density(iter=90, n_v=1)
+        outcome = "ran"
+    except Exception as err:  # report whatever PyHessian raises on this PyTorch
+        outcome = f"failed after its Lanczos loop: {type(err).__name__}: {str(err)[:70]}"
+    seconds = time.perf_counter() - start
+    print(f"pyhessian density (1 probe x 90 steps): {seconds:.2f} s, {outcome}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=50)
+    parser.add_argument("--hidden", type=int, default=24)
+    parser.add_argument("--train-steps", type=int, default=300)
+    parser.add_argument("--synthetic-dim", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    total = time.perf_counter()
+
+    x, y = _digits()
+    model = _trained_mlp(args.hidden, args.train_steps, x, y)
+    loss_fn = nn.CrossEntropyLoss()
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    w = torch.cat([p.reshape(-1) for p in params.values()])
+
+    def loss(v: torch.Tensor) -> torch.Tensor:
+        return loss_fn(functional_call(model, unflatten(v, params), (x,)), y)
+
+    start = time.perf_counter()
+    H = _dense_hessian(loss, w)
+    accuracy = float((model(x).argmax(1) == y).double().mean())
+    print(
+        f"digits MLP: {w.numel()} parameters, train loss {float(loss(w)):.4f}, "
+        f"accuracy {accuracy:.3f}; dense Hessian in {time.perf_counter() - start:.1f} s"
+    )
+
+    def digits_pyhessian() -> object:
+        return _pyhessian(model, loss_fn, (x, y))
+
+    def digits_operator() -> HessianOperator:
+        return HessianOperator(model, loss_fn, (x, y), dtype=F64)
+
+    A = _synthetic(args.synthetic_dim)
+    quadratic = _Quadratic(A.shape[0])
+
+    def synthetic_pyhessian() -> object:
+        return _pyhessian(quadratic, lambda out, _: 0.5 * out @ (A @ out), (x[:1], y[:1]))
+
+    trace_ratio = trace_table("digits", H, digits_pyhessian, args.seeds)
+    trace_table("synthetic", A, synthetic_pyhessian, args.seeds)
+    eigen_ratio, eigen_error = eigen_table("digits", H, digits_pyhessian, digits_operator)
+    eigen_table("synthetic", A, synthetic_pyhessian, lambda: DenseOperator(A))
+    density_timing(digits_operator, digits_pyhessian)
+
+    print("\nTargets (digits):")
+    print(f"  trace at 100 HVPs, PyHessian error / best flatscope error: {trace_ratio:.1f} (>= 5)")
+    print(
+        f"  top-5 eigenvalues: flatscope HVPs / PyHessian HVPs = {eigen_ratio:.2f} (<= 0.5) "
+        f"at relative error {eigen_error:.1e} (<= 1e-6)"
+    )
+    print(f"total {time.perf_counter() - total:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
