@@ -9,14 +9,8 @@ Update with momentum ``mu`` (torch.optim.SGD's convention, no dampening)::
     m     <- mu * m + (g + weight_decay * theta) + sqrt(2 * (1 - mu) / (lr * beta)) * xi
     theta <- theta - lr * m
 
-Why this noise scale keeps the temperature 1/beta: in the velocity ``v = -lr * m`` the update
-reads ``v <- mu * v - lr * g - sqrt(2 * (1 - mu) * lr / beta) * xi``, ``theta <- theta + v``,
-which is SGHMC (Chen, Fox & Guestrin, ICML 2014, eq. 15) with friction ``alpha = 1 - mu`` and
-injected noise variance ``2 * alpha * lr / beta``. With a time step h, ``v = h p``, ``lr = h^2``
-and ``1 - mu = gamma h``, it discretizes the underdamped Langevin diffusion
-``dtheta = p dt``, ``dp = -grad U dt - gamma p dt + sqrt(2 gamma / beta) dW``, whose invariant
-law is proportional to ``exp(-beta (U(theta) + |p|^2 / 2))``: the theta-marginal is
-``exp(-beta U)``, the same as SGLD's. At ``mu = 0`` the update is exactly the one above.
+At ``mu = 0`` this is exactly the update above; :class:`~flatscope.optim.FSGLD`'s docstring
+derives why the momentum noise scale keeps the stationary temperature ``1 / beta``.
 
 Random numbers come from one ``torch.Generator`` on the parameters' device, seeded from ``seed``
 and saved in ``state_dict()`` (key ``"rng"``), so a resumed run continues the same stream bit

@@ -55,12 +55,28 @@ class FSGLD(LangevinOptimizer):
     an explicit ``sigma`` overrides the coupling. ``sigma = 0`` gives :class:`SGLD` exactly, and
     ``sigma = 0, beta_inv = 0`` gives :class:`torch.optim.SGD` exactly.
 
-    With ``momentum > 0`` the Langevin noise goes into the momentum buffer,
-    ``m <- momentum * m + g + sqrt(2 * (1 - momentum) / (lr * beta)) * xi``,
-    ``theta <- theta - lr * m``; in the velocity ``v = -lr * m`` this is noise of standard
-    deviation ``sqrt(2 * (1 - momentum) * lr / beta)``, SGHMC with friction ``1 - momentum``,
-    whose stationary temperature is still ``1 / beta`` (derivation in
-    :mod:`flatscope.optim._langevin`).
+    With ``momentum > 0`` (torch.optim.SGD's convention, no dampening) the Langevin noise goes
+    into the momentum buffer::
+
+        m     <- momentum * m + (g + weight_decay * theta) + c * xi,
+        theta <- theta - lr * m,        c = sqrt(2 * (1 - momentum) / (lr * beta)).
+
+    Why ``c`` keeps the temperature ``1 / beta``: in the velocity ``v = -lr * m`` the update
+    reads ``v <- momentum * v - lr * g - sqrt(2 * (1 - momentum) * lr / beta) * xi``,
+    ``theta <- theta + v``: SGHMC (Chen, Fox & Guestrin, ICML 2014, eq. 15) with friction
+    ``alpha = 1 - momentum`` and injected noise variance ``2 * alpha * lr / beta``. With a
+    time step ``h``, ``v = h p``, ``lr = h^2`` and ``1 - momentum = gamma h`` it discretizes
+    the underdamped Langevin diffusion ``dtheta = p dt``,
+    ``dp = -grad U dt - gamma p dt + sqrt(2 gamma / beta) dW``, whose invariant law
+    ``exp(-beta (U(theta) + |p|^2 / 2))`` has the theta-marginal ``exp(-beta U)``, as SGLD's.
+    At ``momentum = 0`` the update is the plain one above.
+
+    Note on discretization: the perturbation adds gradient noise ``lr * H eps`` per step. On a
+    quadratic ``U = a x^2 / 2`` without momentum the chain's exact stationary variance is
+    ``(2 lr / beta + lr^2 a^2 sigma^2) / (lr a (2 - lr a))``, the target ``1 / (beta a)`` times
+    ``1 + lr a / 2 + lr a^2 sigma^2 beta / 2 + O(lr^2)``. The last term is O(lr) but grows as
+    ``beta^((1 - eta) / 2)`` under the coupling: at ``beta_inv = 1e-8``, ``lr = 0.1``, ``a = 1``
+    the perturbation noise exceeds the Langevin noise about 200-fold in variance.
 
     With ``antithetic=True`` steps come in pairs: the first step of a pair draws ``eps``, the
     second uses ``-eps`` (regenerated from the saved generator state, so no copy is kept). Each

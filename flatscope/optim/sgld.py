@@ -20,9 +20,9 @@ class SGLD(LangevinOptimizer):
 
     which samples approximately from ``exp(-beta * (U + weight_decay * |theta|^2 / 2))``.
     With ``momentum > 0`` the noise goes into the momentum buffer with standard deviation
-    ``sqrt(2 * (1 - momentum) / (lr * beta))`` (SGHMC; the derivation that this keeps the
-    temperature ``1 / beta`` is in :mod:`flatscope.optim._langevin`). With ``beta_inv = 0`` the
-    update is exactly :class:`torch.optim.SGD`'s (no dampening, no Nesterov).
+    ``sqrt(2 * (1 - momentum) / (lr * beta))`` (SGHMC; :class:`FSGLD`'s docstring derives why
+    this keeps the temperature ``1 / beta``). With ``beta_inv = 0`` the update is exactly
+    :class:`torch.optim.SGD`'s (no dampening, no Nesterov).
 
     Args:
         params: parameters or parameter groups (each group may set its own ``lr``,
