@@ -188,7 +188,7 @@ def assert_samples_match_stationary_law(
     (see :func:`assert_chain_temperature_is_exact_to_order_lr`). ``make(params)`` builds the
     optimizer with ``lr``, ``beta_inv``, ``sigma`` and ``momentum``.
     """
-    means, squares = sample_quadratic(make, CURVATURES, CENTERS, 1000, 600, 2000)
+    means, squares = sample_quadratic(make, CURVATURES, CENTERS, 2000, 400, 1000)
     num_chains = means.shape[0]
     for j, (a, c) in enumerate(zip(CURVATURES.tolist(), CENTERS.tolist(), strict=True)):
         mean_error = means[:, j].std().item() / math.sqrt(num_chains)
