@@ -1,0 +1,608 @@
+"""The reference training loop: fSGLD and its baselines, metrics, checkpoints, exact resume.
+
+:func:`train` trains one model on one dataset with one optimizer, as described by a
+:class:`TrainConfig`, and writes a run directory::
+
+    RUN_DIR/config.json               the configuration and the canonical model/data specs
+    RUN_DIR/metrics.jsonl             one JSON object per epoch (see below)
+    RUN_DIR/checkpoints/epoch_NNNN.pt every ``checkpoint_every`` epochs (not the last one)
+    RUN_DIR/final.pt                  after the last epoch
+
+Optimizers (``optimizer=``):
+
+``sgd``    :class:`torch.optim.SGD` (``lr``, ``momentum``, ``weight_decay``).
+``sgld``   :class:`~flatscope.optim.SGLD` (plus ``beta_inv``).
+``fsgld``  :class:`~flatscope.optim.FSGLD` (plus ``beta_inv``, ``sigma``, ``eta``,
+           ``antithetic``): the gradient at weights perturbed by ``N(0, sigma^2 I)``, Bruno et
+           al., arXiv:2510.02174 (2025). ``sigma=None`` couples ``sigma = beta_inv^((1+eta)/4)``.
+``sam``    :class:`~flatscope.optim.SAM` around SGD (plus ``rho``), Foret et al., ICLR 2021.
+
+Every step goes through the closure interface: the closure zeroes the gradients, runs the
+forward pass, computes the loss and calls ``backward()``; weight decay and noise belong to the
+optimizer. fSGLD calls it once per step (its cost stays one SGD step), SAM twice.
+
+Each line of ``metrics.jsonl`` holds ``epoch`` (epochs completed), ``lr``, ``train_loss`` and
+``train_acc`` (running means over the epoch's minibatches, on the labels trained on, i.e. the
+noisy ones, as the optimizer saw them: for fSGLD at the perturbed weights), ``val_acc`` and
+``test_acc`` (accuracy on the clean labels of the validation and test splits, ``null`` when the
+data has no such split), ``seconds`` (wall time of the epoch's training steps only) and, on
+epochs with flatness tracking, ``hessian_trace``, ``hessian_trace_stderr`` (Hutch++, Meyer et
+al. 2021) and ``top_eigenvalue`` (Lanczos) of the Hessian of the training loss on a fixed
+subset of the training set (``flatness_subset`` samples, noisy labels, eval mode).
+
+Reproducibility: the initial weights, the optimizer's noise, the data order and the label noise
+come from separate random streams derived from ``seed``; the data order of an epoch depends only
+on ``(seed, epoch)``. A checkpoint carries the weights, the optimizer state (its generator
+included), the global torch generator's state (used by user models with dropout; the loop runs
+inside ``torch.random.fork_rng`` so the caller's state is untouched) and the epoch, so a run
+resumed from it reproduces an uninterrupted run bit for bit on the CPU.
+
+Checkpoints are :func:`flatscope.io.save_checkpoint` files with the canonical ``model_spec``
+and ``data_spec``; their ``extra`` holds ``epoch``, ``config``, ``loss`` (canonical loss spec),
+``label_noise`` (canonical spec, seed included, or ``None``), ``train_labels`` (the noisy
+labels of the whole training split, or ``None`` without label noise), ``data_seed`` and the
+generator states. ``flatscope analyze`` rebuilds the model from them without ``--model``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+from torch import nn
+
+from flatscope.errors import FlatscopeError
+from flatscope.io import apply_state_dict, atomic_write, load_checkpoint, save_checkpoint
+from flatscope.io.report import to_jsonable
+from flatscope.linalg import eigenvalues, trace
+from flatscope.losses import LossFn, build_loss, loss_spec
+from flatscope.operators import HessianOperator
+from flatscope.optim import FSGLD, SAM, SGLD
+from flatscope.progress import Progress
+from flatscope.specs import SpecError
+from flatscope.training.data import DataBundle, DataError, LabelNoise, load_data
+from flatscope.training.models import build_model, model_spec
+from flatscope.training.schedules import Schedule, build_schedule
+
+__all__ = ["OPTIMIZERS", "TrainConfig", "TrainingError", "RunResult", "train", "make_optimizer"]
+
+OPTIMIZERS = ("sgd", "sgld", "fsgld", "sam")
+CONFIG_FILE, METRICS_FILE, FINAL_CHECKPOINT = "config.json", "metrics.jsonl", "final.pt"
+CHECKPOINT_DIR = "checkpoints"
+EVAL_BATCH_SIZE = 1024
+# Random streams derived from the seed (the data module uses 1-3 for noise, subsets, order).
+_INIT_STREAM, _OPTIMIZER_STREAM, _GLOBAL_STREAM, _FLATNESS_STREAM = 11, 12, 13, 14
+
+
+class TrainingError(FlatscopeError, ValueError):
+    """A training configuration that cannot run, or a run that cannot continue."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (see the module docs for the meanings).
+
+    ``model``, ``data``, ``label_noise``, ``loss`` and ``schedule`` are specs (``cnn:width=8``,
+    ``digits``, ``symmetric:0.4``, ``cross_entropy``, ``multistep:30,60``). Options that the
+    chosen optimizer does not use (``rho`` for fSGLD, ``beta_inv`` for SGD, ...) are ignored.
+    """
+
+    optimizer: str = "fsgld"
+    model: str = "cnn"
+    data: str = "digits"
+    label_noise: str | None = None
+    loss: str = "cross_entropy"
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.05
+    schedule: str = "constant"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    beta_inv: float = 1e-8
+    sigma: float | None = None
+    eta: float = 0.1
+    antithetic: bool = False
+    rho: float = 0.05
+    seed: int = 0
+    device: str = "cpu"
+    checkpoint_every: int | None = None
+    track_flatness: int | None = None
+    flatness_subset: int = 256
+    flatness_matvecs: int = 30
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise TrainingError(
+                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+            )
+        _check_int("epochs", self.epochs)
+        _check_int("batch_size", self.batch_size)
+        _check_int("seed", self.seed, minimum=0)
+        _check_int("flatness_subset", self.flatness_subset)
+        _check_int("flatness_matvecs", self.flatness_matvecs, minimum=3)
+        for name in ("checkpoint_every", "track_flatness"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name))
+        checks = [
+            ("lr", self.lr > 0, "must be positive"),
+            ("momentum", 0 <= self.momentum < 1, "must lie in [0, 1)"),
+            ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
+            ("beta_inv", self.beta_inv >= 0, "must be >= 0"),
+            ("sigma", self.sigma is None or self.sigma >= 0, "must be >= 0 (or None: coupled)"),
+            ("eta", 0 < self.eta < 1, "must lie in (0, 1)"),
+            ("rho", self.rho >= 0, "must be >= 0"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise TrainingError(f"{name} {rule}, got {getattr(self, name)}")
+        try:
+            if self.label_noise is not None:
+                LabelNoise.parse(self.label_noise)
+            build_schedule(self.schedule)
+            build_loss(self.loss)
+            model_spec(self.model)
+        except SpecError as error:
+            raise TrainingError(str(error)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as plain JSON values."""
+        return dataclasses.asdict(self)
+
+
+def _check_int(name: str, value: Any, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise TrainingError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+@dataclass
+class RunResult:
+    """A finished run: its directory, configuration, trained model and per-epoch metrics."""
+
+    out_dir: Path
+    config: TrainConfig
+    model: nn.Module
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def checkpoint(self) -> Path:
+        """The final checkpoint, ``RUN_DIR/final.pt``."""
+        return self.out_dir / FINAL_CHECKPOINT
+
+
+def derived_seed(seed: int, stream: int) -> int:
+    """An independent 63-bit seed for random stream ``stream`` of ``seed`` (SeedSequence)."""
+    return int(np.random.SeedSequence([seed, stream]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def make_optimizer(config: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """The optimizer ``config.optimizer`` names, with the config's hyperparameters."""
+    common = {"lr": config.lr, "momentum": config.momentum, "weight_decay": config.weight_decay}
+    seed = derived_seed(config.seed, _OPTIMIZER_STREAM)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, **common)
+    if config.optimizer == "sam":
+        return SAM(params, torch.optim.SGD, rho=config.rho, **common)
+    if config.optimizer == "sgld":
+        return SGLD(params, beta_inv=config.beta_inv, seed=seed, **common)
+    return FSGLD(
+        params,
+        beta_inv=config.beta_inv,
+        sigma=config.sigma,
+        eta=config.eta,
+        antithetic=config.antithetic,
+        seed=seed,
+        **common,
+    )
+
+
+# ------------------------------------------------------------------------------ the setup
+
+
+@dataclass
+class _Setup:
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: LossFn
+    schedule: Schedule
+    train: DataBundle
+    evaluation: dict[str, list[tuple[torch.Tensor, torch.Tensor]] | None]
+    flatness_batches: list[tuple[torch.Tensor, torch.Tensor]] | None
+    device: torch.device
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise TrainingError(f"unknown device {name!r}: {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("device 'cuda' requested but no CUDA GPU is available; use cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise TrainingError(
+            f"device {name!r}: there are only {torch.cuda.device_count()} cuda devices"
+        )
+    return device
+
+
+def _clean_batches(bundle: DataBundle) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The bundle's inputs in fixed batches with its clean labels (the labels if clean)."""
+    clean = bundle.labels if bundle.clean_labels is None else bundle.clean_labels
+    batches, start = [], 0
+    for inputs, _ in bundle.loader(shuffle=False, batch_size=EVAL_BATCH_SIZE):
+        batches.append((inputs, clean[start : start + len(inputs)]))
+        start += len(inputs)
+    return batches
+
+
+def _optional_split(config: TrainConfig, split: str) -> DataBundle | None:
+    """A split the data may lack (CIFAR-10 without ``val=``, a factory without ``split``)."""
+    try:
+        return load_data(config.data, split, seed=config.seed)
+    except DataError:
+        return None
+
+
+def _check_fit(model: nn.Module, train: DataBundle, config: TrainConfig) -> None:
+    inputs = torch.as_tensor(train.dataset[0][0]).unsqueeze(0)
+    model.eval()
+    try:
+        with torch.no_grad():
+            outputs = model(inputs)
+    except RuntimeError as error:
+        raise TrainingError(
+            f"model {config.model!r} does not fit data {config.data!r} (inputs of shape "
+            f"{tuple(inputs.shape[1:])}): {str(error).splitlines()[0]}"
+        ) from None
+    finally:
+        model.train()
+    classes = train.num_classes
+    if classes is not None and (outputs.ndim != 2 or outputs.shape[1] != classes):
+        raise TrainingError(
+            f"model {config.model!r} gives outputs of shape {tuple(outputs.shape[1:])} but data "
+            f"{config.data!r} has {classes} classes; set the model's num_classes={classes}"
+        )
+
+
+def _setup(config: TrainConfig) -> _Setup:
+    device = _device(config.device)
+    try:
+        train = load_data(
+            config.data,
+            "train",
+            seed=config.seed,
+            batch_size=config.batch_size,
+            label_noise=config.label_noise,
+        )
+        model = build_model(config.model, seed=derived_seed(config.seed, _INIT_STREAM))
+    except (SpecError, DataError) as error:
+        raise TrainingError(str(error)) from None
+    _check_fit(model, train, config)
+    model.to(device)
+    evaluation = {}
+    for split in ("val", "test"):
+        bundle = _optional_split(config, split)
+        evaluation[split] = None if bundle is None else _clean_batches(bundle)
+    flatness = None
+    if config.track_flatness is not None:
+        size = min(config.flatness_subset, len(train))
+        flatness = train.subset(size).batches()
+    return _Setup(
+        model=model,
+        optimizer=make_optimizer(config, list(model.parameters())),
+        loss_fn=build_loss(config.loss),
+        schedule=build_schedule(config.schedule),
+        train=train,
+        evaluation=evaluation,
+        flatness_batches=flatness,
+        device=device,
+    )
+
+
+# ------------------------------------------------------------------------------ one epoch
+
+
+def _closure(
+    setup: _Setup, inputs: torch.Tensor, targets: torch.Tensor, seen: list
+) -> Callable[[], torch.Tensor]:
+    """Zero the gradients, forward, loss, backward; ``seen`` collects (loss, outputs) per call."""
+
+    def closure() -> torch.Tensor:
+        setup.optimizer.zero_grad(set_to_none=True)
+        outputs = setup.model(inputs)
+        loss = setup.loss_fn(outputs, targets)
+        loss.backward()
+        seen.append((loss.detach(), outputs.detach()))
+        return loss
+
+    return closure
+
+
+def _train_epoch(setup: _Setup, epoch: int, progress: Progress) -> tuple[float, float]:
+    """One pass over the shuffled training data; the running mean loss and accuracy."""
+    setup.model.train()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=setup.device)
+    correct = torch.zeros((), dtype=torch.int64, device=setup.device)
+    for inputs, targets in setup.train.loader(shuffle=True, epoch=epoch):
+        inputs, targets = inputs.to(setup.device), targets.to(setup.device)
+        seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+        setup.optimizer.step(_closure(setup, inputs, targets, seen))
+        loss, outputs = seen[0]  # SAM calls the closure twice; the first call is at w
+        loss_sum += loss.double() * len(targets)
+        correct += (outputs.argmax(1) == targets).sum()
+        progress.update()
+    n = len(setup.train)
+    return loss_sum.item() / n, correct.item() / n
+
+
+@torch.no_grad()
+def _accuracy(model: nn.Module, batches: list | None, device: torch.device) -> float | None:
+    if batches is None:
+        return None
+    model.eval()
+    correct = total = 0
+    for inputs, labels in batches:
+        correct += int((model(inputs.to(device)).argmax(1).cpu() == labels).sum())
+        total += len(labels)
+    model.train()
+    return correct / total
+
+
+def _flatness(setup: _Setup, config: TrainConfig) -> dict[str, float]:
+    """Hutch++ trace and the top eigenvalue of the Hessian on the fixed training subset."""
+    op = HessianOperator(setup.model, setup.loss_fn, setup.flatness_batches, device=setup.device)
+    seed = derived_seed(config.seed, _FLATNESS_STREAM) % 2**31
+    estimate = trace(op, "hutchpp", num_matvecs=config.flatness_matvecs, seed=seed)
+    top = eigenvalues(op, k=1, tol=1e-3, max_matvecs=10 * config.flatness_matvecs, seed=seed)
+    return {
+        "hessian_trace": estimate.value,
+        "hessian_trace_stderr": estimate.stderr,
+        "top_eigenvalue": float(top.values[0]),
+    }
+
+
+# ---------------------------------------------------------------------- files of the run
+
+
+def _checkpoint_path(out: Path, epoch: int, config: TrainConfig) -> Path:
+    if epoch == config.epochs:
+        return out / FINAL_CHECKPOINT
+    return out / CHECKPOINT_DIR / f"epoch_{epoch:04d}.pt"
+
+
+def _wants_checkpoint(epoch: int, config: TrainConfig) -> bool:
+    every = config.checkpoint_every
+    return epoch == config.epochs or (every is not None and epoch % every == 0)
+
+
+def _save(out: Path, setup: _Setup, config: TrainConfig, epoch: int) -> None:
+    noise = setup.train.label_noise
+    extra = {
+        "epoch": epoch,
+        "config": config.to_dict(),
+        "loss": loss_spec(config.loss),
+        "label_noise": None if noise is None else noise.spec,
+        "train_labels": None if noise is None else setup.train.labels,
+        "data_seed": config.seed,
+        "torch_rng_state": torch.get_rng_state(),
+    }
+    if setup.device.type == "cuda":
+        extra["cuda_rng_state"] = torch.cuda.get_rng_state(setup.device)
+    path = _checkpoint_path(out, epoch, config)
+    path.parent.mkdir(exist_ok=True)
+    save_checkpoint(
+        path,
+        setup.model,
+        model_spec=model_spec(config.model),
+        data_spec=setup.train.spec,
+        optimizer=setup.optimizer,
+        extra=extra,
+    )
+
+
+def _latest_checkpoint(out: Path, config: TrainConfig) -> tuple[int, Path] | None:
+    if (out / FINAL_CHECKPOINT).is_file():
+        return config.epochs, out / FINAL_CHECKPOINT
+    found = []
+    for path in (out / CHECKPOINT_DIR).glob("epoch_*.pt"):
+        stem = path.stem.removeprefix("epoch_")
+        if stem.isdigit():
+            found.append((int(stem), path))
+    return max(found) if found else None
+
+
+def _write_config(out: Path, setup: _Setup, config: TrainConfig) -> None:
+    noise = setup.train.label_noise
+    document = {
+        "config": config.to_dict(),
+        "model_spec": model_spec(config.model),
+        "data_spec": setup.train.spec,
+        "label_noise": None if noise is None else noise.spec,
+    }
+    text = json.dumps(document, indent=2) + "\n"
+    atomic_write(out / CONFIG_FILE, lambda file: file.write(text.encode()))
+
+
+def _check_resumable(out: Path, config: TrainConfig) -> None:
+    try:
+        saved = json.loads((out / CONFIG_FILE).read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise TrainingError(
+            f"cannot resume: {out / CONFIG_FILE} is missing or unreadable ({error})"
+        ) from None
+    current = json.loads(json.dumps(config.to_dict()))
+    changed = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in current.items() if saved.get(k) != v]
+    if changed:
+        raise TrainingError(
+            f"cannot resume {out}: the configuration differs from the saved one "
+            f"({'; '.join(changed)}); use the same options or another --out"
+        )
+
+
+def _read_metrics(out: Path, upto: int) -> list[dict[str, Any]]:
+    """The metrics of epochs ``1..upto`` from ``metrics.jsonl`` (a cut-off last line is dropped)."""
+    path = out / METRICS_FILE
+    records = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and 1 <= record.get("epoch", 0) <= upto:
+                records.append(record)
+    if [r["epoch"] for r in records] != list(range(1, upto + 1)):
+        raise TrainingError(
+            f"cannot resume: {path} does not hold the metrics of epochs 1..{upto} that the "
+            "checkpoint has reached"
+        )
+    return records
+
+
+def _write_metrics(out: Path, records: list[dict[str, Any]]) -> None:
+    text = "".join(json.dumps(to_jsonable(r)) + "\n" for r in records)
+    atomic_write(out / METRICS_FILE, lambda file: file.write(text.encode()))
+
+
+def _append_metrics(out: Path, record: dict[str, Any]) -> None:
+    with open(out / METRICS_FILE, "a") as file:
+        file.write(json.dumps(to_jsonable(record)) + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _restore(out: Path, setup: _Setup, path: Path) -> None:
+    checkpoint = load_checkpoint(path)
+    apply_state_dict(setup.model, checkpoint.state_dict)
+    setup.optimizer.load_state_dict(checkpoint.metadata["optimizer_state_dict"])
+    extra = checkpoint.metadata["extra"]
+    torch.set_rng_state(extra["torch_rng_state"])
+    if setup.device.type == "cuda" and "cuda_rng_state" in extra:
+        torch.cuda.set_rng_state(extra["cuda_rng_state"], setup.device)
+
+
+@contextmanager
+def _own_global_rng(config: TrainConfig, device: torch.device) -> Iterator[None]:
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(derived_seed(config.seed, _GLOBAL_STREAM))
+        yield
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def _epoch_line(record: dict[str, Any], epochs: int) -> str:
+    def pct(value: float | None) -> str:
+        return "  -  " if value is None else f"{100 * value:5.1f}"
+
+    return (
+        f"epoch {record['epoch']}/{epochs}  loss {record['train_loss']:.4f}  "
+        f"train {pct(record['train_acc'])}  val {pct(record['val_acc'])}  "
+        f"test {pct(record['test_acc'])}  lr {record['lr']:.3g}"
+    )
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    progress: bool = False,
+    stream: TextIO | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> RunResult:
+    """Train as ``config`` says and write the run directory ``out_dir`` (see the module docs).
+
+    Args:
+        config: the run's configuration.
+        out_dir: the run directory; it must not hold a run already unless ``resume``.
+        resume: continue from the latest checkpoint in ``out_dir`` (the configuration must be
+            the saved one); a finished run is loaded and returned as it is, and a directory
+            without a run starts a new one.
+        progress: draw a progress line per epoch on ``stream`` (stderr), only on a terminal.
+        on_epoch: called with each epoch's metrics record after it is written.
+
+    Raises:
+        TrainingError: a configuration that cannot run, a run directory that holds another
+            run, a resume that does not match, or a loss that became NaN or infinite.
+    """
+    out = Path(out_dir)
+    if (out / CONFIG_FILE).exists():
+        if not resume:
+            raise TrainingError(
+                f"{out} already holds a training run; pass --resume (resume=True) to continue "
+                "it or choose another output directory"
+            )
+        _check_resumable(out, config)
+    setup = _setup(config)
+    with _own_global_rng(config, setup.device):
+        latest = _latest_checkpoint(out, config) if resume else None
+        if latest is None:
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise TrainingError(f"cannot create the run directory {out}: {error}") from None
+            _write_config(out, setup, config)
+            metrics: list[dict[str, Any]] = []
+            _write_metrics(out, metrics)
+        else:
+            _restore(out, setup, latest[1])
+            metrics = _read_metrics(out, latest[0])
+            _write_metrics(out, metrics)
+        for epoch in range(len(metrics), config.epochs):
+            record = _run_epoch(setup, config, epoch, progress, stream)
+            _append_metrics(out, record)
+            metrics.append(record)
+            if _wants_checkpoint(epoch + 1, config):
+                _save(out, setup, config, epoch + 1)
+            if on_epoch is not None:
+                on_epoch(record)
+    return RunResult(out, config, setup.model, metrics)
+
+
+def _run_epoch(
+    setup: _Setup, config: TrainConfig, epoch: int, progress: bool, stream: TextIO | None
+) -> dict[str, Any]:
+    lr = config.lr * setup.schedule(epoch, config.epochs)
+    for group in setup.optimizer.param_groups:
+        group["lr"] = lr
+    bar = Progress(
+        f"epoch {epoch + 1}/{config.epochs}",
+        math.ceil(len(setup.train) / config.batch_size),
+        unit="batches",
+        enabled=progress,
+        stream=stream,
+    )
+    start = time.perf_counter()
+    train_loss, train_acc = _train_epoch(setup, epoch, bar)
+    seconds = time.perf_counter() - start
+    if not math.isfinite(train_loss):
+        bar.close()
+        raise TrainingError(
+            f"training diverged in epoch {epoch + 1}: the loss is {train_loss}; lower --lr"
+        )
+    record = {
+        "epoch": epoch + 1,
+        "lr": lr,
+        "train_loss": train_loss,
+        "train_acc": train_acc,
+        "val_acc": _accuracy(setup.model, setup.evaluation["val"], setup.device),
+        "test_acc": _accuracy(setup.model, setup.evaluation["test"], setup.device),
+        "seconds": seconds,
+    }
+    every = config.track_flatness
+    if every is not None and ((epoch + 1) % every == 0 or epoch + 1 == config.epochs):
+        record.update(_flatness(setup, config))
+    bar.label = _epoch_line(record, config.epochs)
+    bar.close()
+    return record

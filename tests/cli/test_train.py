@@ -1,0 +1,53 @@
+import json
+
+import pytest
+import torch
+
+from flatscope.cli import main
+from flatscope.io import load_checkpoint
+
+TINY = ["--model", "mlp:hidden=4", "--epochs", "2", "--quiet"]
+
+
+def test_train_writes_a_run_directory(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--optimizer", "sam", "--rho", "0.1", "--label-noise", "symmetric:0.4"]
+    argv += ["--schedule", "multistep:1", "--lr", "0.2", "--seed", "7", "--out", str(out)]
+    assert main(argv + TINY) == 0
+    assert capsys.readouterr().err == ""
+    saved = json.loads((out / "config.json").read_text())["config"]
+    assert saved["optimizer"] == "sam" and saved["rho"] == 0.1 and saved["seed"] == 7
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in records] == pytest.approx([0.2, 0.02])
+    checkpoint = load_checkpoint(out / "final.pt")
+    assert checkpoint.model_spec.startswith("mlp:") and checkpoint.metadata["extra"]["epoch"] == 2
+
+
+def test_resume_flag_continues_the_run(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", "--optimizer", "fsgld", "--out", out, *TINY]) == 0
+    before = load_checkpoint(f"{out}/final.pt").state_dict
+    assert main(["train", "--optimizer", "fsgld", "--out", out, "--resume", *TINY]) == 0
+    after = load_checkpoint(f"{out}/final.pt").state_dict
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert main(["train", "--optimizer", "fsgld", "--out", out, *TINY]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--optimizer", "adam"], "unknown optimizer 'adam'; choose one of sgd, sgld, fsgld, sam"),
+        (["--label-noise", "symmetric:1.5"], "label noise rate must lie in [0, 1), got 1.5"),
+        (["--label-noise", "uniform:0.2"], "unknown label noise 'uniform'"),
+        (["--schedule", "steps"], "unknown schedule 'steps'"),
+        (["--device", "cuda:99" if torch.cuda.is_available() else "cuda"], "cuda"),
+    ],
+)
+def test_bad_options_give_one_line_errors(tmp_path, capsys, options, message):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY, *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("flatscope: error: ") and message in err
+    assert err.count("\n") == 1
+    assert not out.exists()
