@@ -1,0 +1,36 @@
+"""Figures from stored numbers (reports, landscapes); matplotlib only, never a model.
+
+Report figures live in :mod:`flatscope.plotting.report_figures`; landscape figures, when that
+module is installed, in :mod:`flatscope.plotting.landscape` and are re-exported here lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from flatscope.plotting.report_figures import (
+    FIGURE_FORMATS,
+    density_figure,
+    eigenvalue_figure,
+    render_report,
+    save_figure,
+    trace_figure,
+)
+
+__all__ = [
+    "FIGURE_FORMATS",
+    "density_figure",
+    "eigenvalue_figure",
+    "render_report",
+    "save_figure",
+    "trace_figure",
+]
+
+_LANDSCAPE = ("plot_slice_1d", "plot_surface_2d", "plot_surface_3d")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LANDSCAPE:
+        return getattr(importlib.import_module("flatscope.plotting.landscape"), name)
+    raise AttributeError(f"module 'flatscope.plotting' has no attribute {name!r}")
