@@ -246,10 +246,11 @@ def power_iteration(
     It converges to the eigenvalues of largest ``|lambda|`` (a large negative eigenvalue of an
     indefinite Hessian wins over a smaller positive one), at a rate set by the ratio of
     consecutive ``|lambda|``, and the stopping rule bounds the change per step, not the error:
-    expect about ``tol`` relative accuracy at best. The value returned for each pair is the last
-    Rayleigh quotient with its vector ``v`` (before the final normalization of ``A v``), so the
-    residual ``||A v - lambda v||`` costs no extra product. ``converged`` says whether every pair
-    stopped by the rule rather than by ``max_iter``.
+    expect about ``tol`` relative accuracy at best. Each pair returned is the last iterate ``v``
+    with its Rayleigh quotient ``v^T A v`` (PyHessian returns the previous quotient and the next
+    iterate), so the residual ``||A v - lambda v||`` costs no extra product. ``converged`` says
+    whether every pair stopped by the rule rather than by ``max_iter``. Values are in the order
+    found, normally by decreasing ``|lambda|``.
     """
     op = as_symmetric_operator(A)
     d = op.shape[0]
