@@ -109,7 +109,7 @@ def hutchinson(
     Probes: ``"rademacher"`` (variance ``2(||A||_F^2 - sum_i A_ii^2)/m``), ``"gaussian"``
     (``2||A||_F^2/m``) or ``"sphere"`` (uniform on the sphere of radius ``sqrt(d)``). The
     standard error is the sample standard deviation of the ``m`` quadratic forms over
-    ``sqrt(m)``, exact in expectation for independent samples (Hutchinson 1989). Per-block
+    ``sqrt(m)`` (its square is unbiased for the estimator's variance; Hutchinson 1989). Per-block
     traces use ``z_b^T (A z)_b``. Only ``batch_size`` probes are held at a time.
     """
     op = as_symmetric_operator(A)

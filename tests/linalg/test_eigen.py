@@ -65,12 +65,15 @@ def test_power_iteration_finds_the_largest_magnitude_not_the_largest_value():
 
 def test_power_iteration_stops_by_pyhessian_rule_and_lanczos_is_cheaper(matrix):
     power = la.power_iteration(matrix, k=3)  # tol 1e-3: |change| < tol * |previous|
-    exact = torch.linalg.eigvalsh(matrix).flip(0)[:3]
+    exact = torch.linalg.eigvalsh(matrix)
     assert power.converged
-    # The rule bounds the last change, not the error; for these gaps the error is below 10 tol.
-    assert float(((power.values - exact).abs() / exact).max()) < 1e-2
+    # For a unit vector some eigenvalue lies within the residual of its Rayleigh quotient.
+    distance = (power.values[:, None] - exact).abs().min(1).values
+    assert bool((distance <= power.residuals).all())
     lanczos = la.eigenvalues(matrix, k=3)
+    top = exact.flip(0)[:3]
     assert lanczos.num_matvecs < power.num_matvecs
+    assert float((lanczos.values - top).abs().max()) < float((power.values - top).abs().max())
 
 
 def test_budget_exhaustion_reports_not_converged(matrix):
