@@ -241,7 +241,8 @@ def xtrace(
     diag = R.diagonal().abs()
     if float(diag.min()) <= s * torch.finfo(op.dtype).eps * float(diag.max()):
         exact = _row_sums(_low_rank_part(Q, AQ)[:, None], op.blocks)[:, 0]
-        return _result("xtrace", op, start, torch.zeros(exact.shape[0], 2, dtype=op.dtype), exact)
+        no_samples = exact.new_zeros(exact.shape[0], 2)
+        return _result("xtrace", op, start, no_samples, exact)
     U = torch.linalg.solve_triangular(
         R.mT, torch.eye(s, dtype=R.dtype, device=R.device), upper=False
     )
