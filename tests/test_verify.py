@@ -1,0 +1,289 @@
+"""Verdicts of flatscope.verify on constructed cases whose answers are known."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from flatscope.analyze import analyze
+from flatscope.io.report import to_jsonable
+from flatscope.linalg import trace
+from flatscope.verify import (
+    FAIL,
+    NOT_ESTABLISHED,
+    PASS,
+    check_gradient,
+    check_negative_curvature,
+    compare_sharpness,
+    compare_top_eigenvalue,
+    compare_trace,
+    eigenvalue_interval,
+    verify,
+    z_critical,
+)
+
+F64 = torch.float64
+Z95 = 1.6448536269514722
+
+
+class Quadratic(nn.Module):
+    """Outputs ``0.5 w^T A w`` for every sample: with the mean of the outputs as the loss, the
+    Hessian is ``A`` and the gradient ``A w``."""
+
+    def __init__(self, A: torch.Tensor, w: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.register_buffer("A", A)
+        self.w = nn.Parameter(torch.zeros(A.shape[0], dtype=F64) if w is None else w.clone())
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return (0.5 * self.w @ self.A @ self.w).expand(inputs.shape[0])
+
+
+def mean_output(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return outputs.mean()
+
+
+def with_spectrum(spectrum: list[float], seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(
+        torch.randn(len(spectrum), len(spectrum), generator=generator, dtype=F64)
+    )
+    return Q @ torch.diag(torch.tensor(spectrum, dtype=F64)) @ Q.T
+
+
+def quadratic_report(A: torch.Tensor, w: torch.Tensor | None = None, **settings) -> dict:
+    data = (torch.zeros(4, 1, dtype=F64), torch.zeros(4, dtype=F64))
+    options = {"dtype": "float64", "top_k": 1, "bottom_k": 1, "num_matvecs": 12, **settings}
+    report = analyze(
+        Quadratic(A, w),
+        mean_output,
+        data,
+        ("trace", "eigenvalues"),
+        progress=False,
+        figures=False,
+        **options,
+    )
+    return report.to_dict()
+
+
+SPECTRUM = [10.0, 6.0, 4.0, 3.0, 2.0, 1.5, 1.0, 0.8, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01]
+
+
+# ------------------------------------------------------------- quadratics, end to end
+
+
+def test_planted_negative_eigenvalue_is_not_a_minimum():
+    saddle = quadratic_report(with_spectrum([*SPECTRUM[:-1], -1.0]))
+    verdict = verify(saddle)
+    gradient, curvature = verdict.criteria
+    assert gradient.status == PASS  # w = 0 is a stationary point
+    assert curvature.status == FAIL  # lambda_min = -1 < -0.05 * 10
+    low, high = curvature.numbers["lambda_min"]
+    assert low <= -1.0 <= high
+    assert verdict.exit_code == 1 and not verdict.holds
+
+
+def test_positive_definite_quadratic_is_a_minimum():
+    bowl = quadratic_report(with_spectrum(SPECTRUM))
+    verdict = verify(bowl)
+    assert [c.status for c in verdict.criteria] == [PASS, PASS]
+    assert verdict.exit_code == 0
+
+
+def test_off_the_minimum_the_gradient_fails_at_its_exact_norm():
+    A = with_spectrum(SPECTRUM)
+    w = torch.full((len(SPECTRUM),), 0.5, dtype=F64)
+    criterion = verify(quadratic_report(A, w)).criteria[0]
+    exact = float((A @ w).norm())
+    loss = float(0.5 * w @ A @ w)
+    assert criterion.numbers["gradient_norm"] == pytest.approx(exact, rel=1e-12)
+    assert criterion.numbers["threshold"] == pytest.approx(0.1 * max(loss, 1.0), rel=1e-12)
+    assert criterion.status == (PASS if exact <= 0.1 * max(loss, 1) else FAIL) == FAIL
+
+
+def test_of_two_quadratics_the_one_with_smaller_trace_is_flatter():
+    flat = quadratic_report(with_spectrum(SPECTRUM))
+    sharp = quadratic_report(with_spectrum([2 * s for s in SPECTRUM], seed=1))
+    forward = verify(flat, {"sharp": sharp})
+    assert [c.status for c in forward.criteria[2:]] == [PASS, PASS]
+    assert forward.exit_code == 0
+    backward = verify(sharp, {"flat": flat})
+    assert [c.status for c in backward.criteria[2:]] == [FAIL, FAIL]
+    assert backward.exit_code == 1
+
+
+def test_false_claims_of_flatness_stay_at_the_nominal_rate():
+    """Two matrices with the same trace: the z-test on Hutch++ estimates may claim "flatter"
+    at most about 5% of the time (binomial error bar of the observed rate)."""
+    A, B = with_spectrum(SPECTRUM, seed=2), with_spectrum(SPECTRUM, seed=3)
+    pairs = 200
+    claims = 0
+    for seed in range(pairs):
+        mine = {"hessian_trace": trace(A, "hutchpp", 12, seed=2 * seed).to_dict()}
+        theirs = {"hessian_trace": trace(B, "hutchpp", 12, seed=2 * seed + 1).to_dict()}
+        claims += compare_trace(mine, theirs, "B", 0.95).status == PASS
+    assert claims / pairs <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / pairs)
+
+
+# ------------------------------------------------------------ the rules, on numbers
+
+
+def metrics(**entries) -> dict:
+    out = {"loss": 0.5, "gradient_norm": 0.01}
+    if "trace" in entries:
+        value, stderr = entries.pop("trace")
+        out["hessian_trace"] = {"value": value, "stderr": stderr, "method": "hutchpp"}
+    for name in ("top", "bottom"):
+        if name in entries:
+            value, residual = entries.pop(name)
+            out[f"{name}_eigenvalues"] = {"values": [value], "residuals": [residual]}
+    if "sharpness" in entries:
+        value, stderr, sigma = entries.pop("sharpness")
+        out["sharpness"] = {"average": {"value": value, "stderr": stderr, "sigma": sigma}}
+    out.update(entries)
+    return out
+
+
+def test_z_critical_is_the_normal_quantile():
+    assert z_critical(0.95) == pytest.approx(Z95, rel=1e-12)
+    assert z_critical(0.5) == pytest.approx(0.0, abs=1e-12)
+    for bad in (1.0, 0.4, True, "0.9"):
+        with pytest.raises(ValueError, match="--confidence"):
+            z_critical(bad)
+
+
+def test_gradient_threshold_scales_with_the_loss_above_one():
+    at = check_gradient(metrics(loss=3.0, gradient_norm=0.3), grad_tol=0.1)
+    above = check_gradient(metrics(loss=3.0, gradient_norm=0.3 + 1e-9), grad_tol=0.1)
+    small_loss = check_gradient(metrics(loss=0.2, gradient_norm=0.09), grad_tol=0.1)
+    assert (at.status, above.status, small_loss.status) == (PASS, FAIL, PASS)
+    assert check_gradient({"loss": 1.0}).status == NOT_ESTABLISHED
+
+
+@pytest.mark.parametrize(
+    ("bottom", "top", "status"),
+    [
+        ((-0.4, 0.05), (10.0, 0.1), PASS),  # lambda_min >= -0.45 >= -0.5 at the worst ends
+        ((-0.6, 0.05), (10.0, 0.1), FAIL),  # -0.6 < -0.05 * 10.1 even at the best ends
+        ((-0.48, 0.05), (10.0, 0.1), NOT_ESTABLISHED),  # -0.53 < -0.5 but -0.48 > -0.505
+        ((2.0, 0.1), (10.0, 0.1), PASS),  # positive definite
+    ],
+)
+def test_negative_curvature_uses_both_eigenvalue_intervals(bottom, top, status):
+    assert check_negative_curvature(metrics(bottom=bottom, top=top), 0.05).status == status
+
+
+def test_without_bottom_eigenvalues_a_minimum_is_not_established():
+    criterion = check_negative_curvature(metrics(top=(10.0, 0.1)))
+    assert criterion.status == NOT_ESTABLISHED
+    assert "--bottom-k" in criterion.detail
+    verdict = verify({"metrics": metrics(top=(10.0, 0.1))})
+    assert verdict.exit_code == 1
+
+
+def test_eigenvalue_intervals_are_one_sided_ritz_bounds():
+    entry = {"values": [3.0, 5.0, 4.0], "residuals": [0.3, 0.5, 0.4]}
+    assert eigenvalue_interval(entry, "largest") == (5.0, 5.5)
+    assert eigenvalue_interval(entry, "smallest") == (2.7, 3.0)
+    assert eigenvalue_interval({"values": [], "residuals": []}, "largest") is None
+
+
+@pytest.mark.parametrize(
+    ("difference", "status"),
+    [
+        (Z95 * math.sqrt(2) * (1 + 1e-9), PASS),
+        (Z95 * math.sqrt(2) * (1 - 1e-9), NOT_ESTABLISHED),
+        (0.0, NOT_ESTABLISHED),
+        (-Z95 * math.sqrt(2) * (1 - 1e-9), NOT_ESTABLISHED),
+        (-Z95 * math.sqrt(2) * (1 + 1e-9), FAIL),
+    ],
+)
+def test_trace_z_test_at_its_critical_value(difference, status):
+    mine = metrics(trace=(100.0, 1.0))
+    theirs = metrics(trace=(100.0 + difference, 1.0))
+    criterion = compare_trace(mine, theirs, "ref", 0.95)
+    assert criterion.status == status
+    assert criterion.numbers["z"] == pytest.approx(difference / math.sqrt(2), rel=1e-12)
+
+
+def test_trace_without_error_bars_is_decided_only_when_exact():
+    exact_lower = compare_trace(metrics(trace=(1.0, 0.0)), metrics(trace=(2.0, 0.0)), "r", 0.95)
+    exact_equal = compare_trace(metrics(trace=(2.0, 0.0)), metrics(trace=(2.0, 0.0)), "r", 0.95)
+    unknown = compare_trace(metrics(trace=(1.0, None)), metrics(trace=(2.0, 0.1)), "r", 0.95)
+    assert (exact_lower.status, exact_equal.status) == (PASS, FAIL)
+    assert unknown.status == NOT_ESTABLISHED
+    assert compare_trace(metrics(), metrics(trace=(2.0, 0.1)), "r", 0.95).status == NOT_ESTABLISHED
+
+
+@pytest.mark.parametrize(
+    ("mine", "theirs", "status"),
+    [
+        ((10.0, 0.5), (10.6, 0.1), PASS),  # [10, 10.5] below [10.6, 10.7]
+        ((10.0, 0.7), (10.6, 0.1), NOT_ESTABLISHED),  # [10, 10.7] overlaps
+        ((10.7, 0.1), (10.6, 0.1), FAIL),  # [10.7, 10.8] at or above [10.6, 10.7]
+    ],
+)
+def test_top_eigenvalue_needs_disjoint_intervals(mine, theirs, status):
+    criterion = compare_top_eigenvalue(metrics(top=mine), metrics(top=theirs), "ref")
+    assert criterion.status == status
+
+
+def test_sharpness_needs_the_same_sigma_and_separated_errors():
+    lower = compare_sharpness(
+        metrics(sharpness=(0.01, 0.001, 0.05)), metrics(sharpness=(0.02, 0.001, 0.05)), "r", 0.95
+    )
+    other_sigma = compare_sharpness(
+        metrics(sharpness=(0.01, 0.001, 0.05)), metrics(sharpness=(0.02, 0.001, 0.1)), "r", 0.95
+    )
+    overlapping = compare_sharpness(
+        metrics(sharpness=(0.019, 0.001, 0.05)), metrics(sharpness=(0.02, 0.001, 0.05)), "r", 0.95
+    )
+    assert (lower.status, other_sigma.status, overlapping.status) == (
+        PASS,
+        NOT_ESTABLISHED,
+        NOT_ESTABLISHED,
+    )
+    assert "different perturbations" in other_sigma.detail
+
+
+def test_verdict_holds_only_when_every_criterion_passes():
+    subject = {"metrics": metrics(trace=(10.0, 0.1), top=(1.0, 0.01), bottom=(0.0, 0.01))}
+    sharper = {"metrics": metrics(trace=(20.0, 0.1), top=(2.0, 0.01))}
+    close = {"metrics": metrics(trace=(10.1, 0.1), top=(2.0, 0.01))}
+    assert verify(subject, {"sharper": sharper}).exit_code == 0
+    verdict = verify(subject, {"sharper": sharper, "close": close})
+    assert verdict.exit_code == 1
+    assert [c.reference for c in verdict.criteria[2:]] == ["sharper"] * 2 + ["close"] * 2
+    with_sharpness = verify(subject, [sharper], sharpness=True)
+    assert with_sharpness.criteria[-1].status == NOT_ESTABLISHED  # no sharpness measured
+    document = json.loads(json.dumps(to_jsonable(verdict.to_dict()), allow_nan=False))
+    assert document["holds"] is False
+    assert [c["status"] for c in document["criteria"]] == [
+        PASS,
+        PASS,
+        PASS,
+        PASS,
+        NOT_ESTABLISHED,
+        PASS,
+    ]
+    table = verdict.table()
+    for text in ("vs close: trace", "not established", "verdict: the claims do not hold"):
+        assert text in table
+
+
+def test_reports_of_other_data_are_flagged():
+    subject = {"metrics": metrics(trace=(10.0, 0.1)), "data": {"spec": "digits"}}
+    reference = {"metrics": metrics(trace=(20.0, 0.1)), "data": {"spec": "synthetic"}}
+    notes = verify(subject, {"ref": reference}).notes
+    assert any("data.spec differs" in note for note in notes)
+
+
+def test_bad_tolerances_are_refused():
+    with pytest.raises(ValueError, match="--grad-tol"):
+        verify({"metrics": metrics()}, grad_tol=-1.0)
+    with pytest.raises(TypeError, match="report"):
+        verify({"no": "metrics"})
