@@ -1,0 +1,251 @@
+"""``flatscope verify CKPT_OR_REPORT [--reference CKPT_OR_REPORT ...]``: is it a flat minimum?
+
+Reports are read as they are; checkpoints are analysed first with the options of
+``flatscope analyze`` (the subject with its bottom eigenvalue, which the negative-curvature
+criterion needs). The verdict logic is :func:`flatscope.verify.verify`. Exit status: 0 when
+every claim holds, 1 when one fails or is not established, 2 for bad input.
+
+This module also holds the checkpoint-to-report path that ``flatscope trajectory`` shares
+(:func:`add_analysis_options`, :func:`checkpoint_report`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_analysis_options", "add_parser", "checkpoint_report", "is_report_file", "run"]
+
+HELP = "decide whether a checkpoint sits at a minimum flatter than reference checkpoints"
+
+EPILOG = """\
+criteria (each: pass, fail or not established):
+  minimum: gradient            ||grad L|| <= GRAD_TOL * max(L, 1)
+  minimum: negative curvature  lambda_min >= -NEG_TOL * lambda_max (eigenvalue bound intervals)
+  vs REF: trace                one-sided z-test on the trace estimates' standard errors
+  vs REF: top eigenvalue       disjoint residual-bound intervals of lambda_max
+  vs REF: sharpness            (--sharpness) one-sided z-test on average-case sharpness
+
+examples:
+  flatscope verify runs/fsgld/final.pt --reference runs/sgd/final.pt
+  flatscope verify runs/fsgld/final.pt --reference runs/sgd/analysis/report.json --json
+
+exit status: 0 every claim holds; 1 a claim fails or is not established; 2 bad input.
+"""
+
+
+def add_analysis_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``flatscope analyze`` that say how to analyse a checkpoint.
+
+    Setting options are left out of the namespace when not given (``argparse.SUPPRESS``), so
+    :class:`flatscope.analyze.AnalysisSettings` keeps the defaults.
+    """
+    from flatscope.cli.analyze import DEFAULT_SUBSET, SETTING_OPTIONS
+
+    source = parser.add_argument_group("analysis of checkpoints: model")
+    source.add_argument(
+        "--model",
+        metavar="SPEC",
+        help="model spec; optional for checkpoints written by flatscope (as in analyze)",
+    )
+    source.add_argument(
+        "--checkpoint-key", metavar="KEY", help="the entry of a dict checkpoint holding the weights"
+    )
+    source.add_argument(
+        "--unsafe-pickle",
+        action="store_true",
+        help="also read TorchScript archives and pickled modules (only files you trust)",
+    )
+    data = parser.add_argument_group("analysis of checkpoints: data and loss")
+    data.add_argument(
+        "--data", metavar="SPEC", help="data spec (default: the checkpoint's, else digits)"
+    )
+    data.add_argument("--split", default="train", help="train, val or test (default train)")
+    data.add_argument(
+        "--subset",
+        metavar="N|all",
+        help=f"a fixed subset of N samples (default {DEFAULT_SUBSET}; all for the whole split)",
+    )
+    data.add_argument("--batch-size", type=int, metavar="B", help="batch size (default 128)")
+    data.add_argument(
+        "--loss", default="cross_entropy", help="cross_entropy, mse or package.module:callable"
+    )
+    settings = parser.add_argument_group("analysis of checkpoints: estimators")
+    settings.add_argument(
+        "--params", nargs="+", metavar="GLOB", default=argparse.SUPPRESS, help="parameters"
+    )
+    for flag, kind, text in SETTING_OPTIONS:
+        settings.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=text)
+    settings.add_argument("--device", default=argparse.SUPPRESS, help="cpu or cuda[:N]")
+    settings.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def analysis_settings(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
+    """The analysis settings given on the command line, with ``overrides``, validated."""
+    from flatscope.analyze import AnalysisSettings
+    from flatscope.cli.analyze import _settings
+
+    settings = {**_settings(args), **overrides}
+    AnalysisSettings(**settings)
+    return settings
+
+
+def checkpoint_report(
+    args: argparse.Namespace,
+    path: str | Path,
+    metrics: tuple[str, ...],
+    settings: dict[str, Any],
+    *,
+    out: Path | None = None,
+    resume: bool = False,
+):
+    """Analyse one checkpoint as ``flatscope analyze`` does (same model, data and subset
+    rules) and return the :class:`~flatscope.io.report.Report` (no figures)."""
+    from flatscope.analyze import analyze
+    from flatscope.cli.analyze import _load_model, _spec_errors_as_user_errors, _subset
+    from flatscope.io import load_checkpoint
+    from flatscope.training.data import load_data
+
+    with _spec_errors_as_user_errors():
+        checkpoint = load_checkpoint(
+            path, key=args.checkpoint_key, unsafe_pickle=args.unsafe_pickle
+        )
+        model, spec = _load_model(checkpoint, args.model)
+        data = load_data(
+            args.data or checkpoint.data_spec or "digits",
+            args.split,
+            seed=settings.get("seed", 0),
+            batch_size=args.batch_size,
+        )
+        subset = _subset(args.subset, len(data))
+        data = data if subset is None else data.subset(subset)
+        return analyze(
+            model,
+            args.loss,
+            data,
+            metrics,
+            out=out,
+            resume=resume,
+            figures=False,
+            progress=not args.quiet,
+            checkpoint=checkpoint,
+            model_spec=spec,
+            **settings,
+        )
+
+
+def is_report_file(path: str | Path) -> bool:
+    """Whether ``path`` is a JSON file (a report) rather than a checkpoint: a ``.json`` name or
+    a first non-blank byte ``{``.
+
+    Raises:
+        FlatscopeError: ``path`` is a directory or does not exist.
+    """
+    from flatscope.errors import FlatscopeError
+
+    path = Path(path)
+    if path.is_dir():
+        raise FlatscopeError(
+            f"{path} is a directory; pass a checkpoint file (e.g. {path / 'final.pt'}) or a "
+            "report .json"
+        )
+    if not path.is_file():
+        raise FlatscopeError(f"not found: {path}; pass a checkpoint file or a report .json")
+    if path.suffix == ".json":
+        return True
+    with open(path, "rb") as file:
+        return file.read(64).lstrip()[:1] == b"{"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``flatscope verify``."""
+    from flatscope.verify import DEFAULT_CONFIDENCE, DEFAULT_GRAD_TOL, DEFAULT_NEG_TOL
+
+    parser = subparsers.add_parser(
+        "verify",
+        help=HELP,
+        description=HELP + ".",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("subject", metavar="CKPT_OR_REPORT", help="checkpoint or report.json")
+    claims = parser.add_argument_group("claims")
+    claims.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="CKPT_OR_REPORT",
+        help="be flatter than this checkpoint or report (repeatable)",
+    )
+    claims.add_argument(
+        "--grad-tol",
+        type=float,
+        default=DEFAULT_GRAD_TOL,
+        help="minimum: ||grad L|| <= GRAD_TOL * max(L, 1) (default %(default)s)",
+    )
+    claims.add_argument(
+        "--neg-tol",
+        type=float,
+        default=DEFAULT_NEG_TOL,
+        help="minimum: lambda_min >= -NEG_TOL * lambda_max (default %(default)s)",
+    )
+    claims.add_argument(
+        "--confidence",
+        type=float,
+        default=DEFAULT_CONFIDENCE,
+        help="level of the one-sided tests against references (default %(default)s)",
+    )
+    claims.add_argument(
+        "--sharpness",
+        action="store_true",
+        help="also require lower average-case sharpness (analyses with --metrics sharpness)",
+    )
+    claims.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    add_analysis_options(parser)
+    parser.set_defaults(run=run)
+
+
+def _load(
+    args: argparse.Namespace, path: str, metrics: tuple[str, ...], settings: dict[str, Any]
+) -> dict[str, Any]:
+    from flatscope.io import Report
+
+    if is_report_file(path):
+        return Report.load(path).to_dict()
+    return checkpoint_report(args, path, metrics, settings).to_dict()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Verify, print the table (or JSON); 0 when every claim holds, else 1."""
+    import json
+
+    from flatscope.errors import FlatscopeError
+    from flatscope.io.report import to_jsonable
+    from flatscope.verify import check_settings, verify
+
+    try:
+        check_settings(args.grad_tol, args.neg_tol, args.confidence)
+    except ValueError as err:
+        raise FlatscopeError(str(err)) from None
+    metrics = ("trace", "eigenvalues") + (("sharpness",) if args.sharpness else ())
+    given = analysis_settings(args)
+    top_k = given.get("top_k", 1)
+    subject_settings = {**given, "top_k": top_k, "bottom_k": given.get("bottom_k") or 1}
+    reference_settings = {**given, "top_k": top_k}
+    subject = _load(args, args.subject, metrics, subject_settings)
+    references = {path: _load(args, path, metrics, reference_settings) for path in args.reference}
+    verdict = verify(
+        subject,
+        references,
+        grad_tol=args.grad_tol,
+        neg_tol=args.neg_tol,
+        confidence=args.confidence,
+        sharpness=args.sharpness,
+        subject_label=args.subject,
+    )
+    if args.json:
+        print(json.dumps(to_jsonable(verdict.to_dict()), indent=2))
+    else:
+        print(verdict.table())
+    return verdict.exit_code
