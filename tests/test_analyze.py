@@ -1,0 +1,271 @@
+"""flatscope.analyze: report numbers against dense float64 Hessians, resume, refusals."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import math
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad, hessian
+
+from flatscope import analyze as analyze_module
+from flatscope.analyze import AnalysisError, analyze, summary
+from flatscope.errors import OutputError, ReportError
+from flatscope.linalg import diagonal
+from flatscope.operators.params import flatten, unflatten
+from flatscope.training import build_model, load_data
+
+SPEC = "mlp:in_features=4,hidden=3,depth=1,num_classes=3,activation=tanh"
+D = 4 * 3 + 3 + 3 * 3 + 3  # parameters of SPEC
+FAST = {"num_matvecs": 6, "density_steps": 4, "density_probes": 2, "top_k": 2}
+
+
+@pytest.fixture(scope="module")
+def problem():
+    """A tiny tanh MLP, two batches of 12 samples, and its dense float64 Hessian."""
+    model = build_model(SPEC, seed=0)
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(12, 4, generator=generator)
+    y = torch.randint(0, 3, (12,), generator=generator)
+    batches = [(x[:5], y[:5]), (x[5:], y[5:])]
+    reference = copy.deepcopy(model).double()
+    like = {name: p.detach() for name, p in reference.named_parameters()}
+
+    def mean_loss(w: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(functional_call(reference, unflatten(w, like), (x.double(),)), y)
+
+    w = flatten(like.values())
+    dense = {"H": hessian(mean_loss)(w), "loss": mean_loss(w), "grad": grad(mean_loss)(w)}
+    return model, batches, dense
+
+
+def run(problem, metrics, **kwargs):
+    model, batches, _ = problem
+    kwargs.setdefault("progress", False)
+    return analyze(model, "cross_entropy", batches, metrics, **kwargs)
+
+
+def test_numbers_match_the_dense_hessian(problem):
+    model, batches, dense = problem
+    H = dense["H"]
+    report = run(
+        problem,
+        "trace,eigenvalues,density,diagonal",
+        dtype="float64",
+        num_matvecs=3 * D,
+        top_k=3,
+        bottom_k=2,
+        eig_tol=1e-12,
+        density_steps=D,
+    )
+    metrics = report.metrics
+    assert metrics["loss"] == pytest.approx(float(dense["loss"]), rel=1e-12)
+    assert metrics["gradient_norm"] == pytest.approx(float(dense["grad"].norm()), rel=1e-10)
+    # Hutch++ with num_matvecs // 3 = d sketch columns captures all of H: exact, per block too.
+    trace = metrics["hessian_trace"]
+    assert trace["value"] == pytest.approx(float(H.trace()), rel=1e-10)
+    assert trace["num_matvecs"] == 3 * D
+    blocks = {"1.weight": slice(0, 12), "1.bias": slice(12, 15), "3.weight": slice(15, 24)}
+    for name, block in blocks.items():
+        assert trace["per_block"][name][0] == pytest.approx(
+            float(H[block, block].trace()), abs=1e-9
+        )
+    exact = torch.linalg.eigvalsh(H)
+    for name, expected in (
+        ("top_eigenvalues", exact.flip(0)[:3]),
+        ("bottom_eigenvalues", exact[:2]),
+    ):
+        entry = metrics[name]
+        assert entry["converged"]
+        errors = (torch.tensor(entry["values"], dtype=torch.float64) - expected).abs()
+        assert (errors <= torch.tensor(entry["residuals"]) + 1e-12).all(), name
+    # SLQ with d steps: every node carrying weight is an eigenvalue of H.
+    density = metrics["spectral_density"]
+    nodes = torch.tensor(density["nodes"], dtype=torch.float64)
+    weights = torch.tensor(density["weights"], dtype=torch.float64)
+    gaps = (nodes[weights > 1e-10][:, None] - exact).abs().min(1).values
+    assert gaps.max() < 1e-8
+    assert weights.sum(1).tolist() == pytest.approx([1.0, 1.0])
+    # The diagonal: the same seeded probes on the dense matrix give the same estimate.
+    reference = diagonal(H, 3 * D, seed=0)
+    entry = metrics["hessian_diagonal"]
+    torch.testing.assert_close(torch.tensor(entry["values"], dtype=torch.float64), reference.values)
+    assert entry["sum"] == pytest.approx(float(reference.values.sum()))
+    assert entry["per_block"]["1.bias"]["max"] == pytest.approx(
+        float(reference.values[12:15].max())
+    )
+
+
+def test_large_diagonals_keep_the_summary_only(problem, monkeypatch):
+    monkeypatch.setattr(analyze_module, "DIAGONAL_FULL_LIMIT", D - 1)
+    entry = run(problem, "diagonal", **FAST).metrics["hessian_diagonal"]
+    assert "values" not in entry and "stderr" not in entry
+    assert entry["dimension"] == D and set(entry["per_block"]) == {
+        "1.weight",
+        "1.bias",
+        "3.weight",
+        "3.bias",
+    }
+
+
+def test_same_seed_same_numbers_and_another_seed_other_numbers(problem):
+    first = run(problem, "trace,eigenvalues,density", seed=3, **FAST).metrics
+    again = run(problem, "trace,eigenvalues,density", seed=3, **FAST).metrics
+    other = run(problem, "trace", seed=4, **FAST).metrics
+    assert first == again
+    assert other["hessian_trace"]["value"] != first["hessian_trace"]["value"]
+
+
+def test_resume_computes_only_the_missing_metrics_and_ends_like_one_run(problem, tmp_path):
+    partial = run(problem, "trace", out=tmp_path / "resumed", figures=False, **FAST)
+    trace_seconds = partial.timings["hessian_trace"]
+    resumed = run(problem, "all", out=tmp_path / "resumed", resume=True, figures=False, **FAST)
+    whole = run(problem, "all", out=tmp_path / "whole", figures=False, **FAST)
+    assert resumed.metrics == whole.metrics
+    assert resumed.timings["hessian_trace"] == trace_seconds  # kept, not recomputed
+    on_disk = json.loads((tmp_path / "resumed" / "report.json").read_text())
+    assert on_disk["metrics"] == whole.metrics
+    assert set(on_disk["metrics"]) == {
+        "loss",
+        "gradient_norm",
+        "hessian_trace",
+        "top_eigenvalues",
+        "spectral_density",
+        "hessian_diagonal",
+        "sharpness",
+    }
+
+
+def test_resume_refuses_other_settings_or_other_weights(problem, tmp_path):
+    model, batches, _ = problem
+    run(problem, "trace", out=tmp_path, figures=False, **FAST)
+    before = (tmp_path / "report.json").read_bytes()
+    with pytest.raises(ReportError, match=r"settings\.seed: 0 in the report, 1 now"):
+        run(problem, "trace", out=tmp_path, resume=True, seed=1, **FAST)
+    changed = copy.deepcopy(model)
+    with torch.no_grad():
+        changed[1].bias.add_(0.1)
+    with pytest.raises(ReportError, match=r"checkpoint\.sha256"):
+        analyze(changed, "cross_entropy", batches, "trace", out=tmp_path, resume=True, **FAST)
+    assert (tmp_path / "report.json").read_bytes() == before
+
+
+def test_sharpness_is_the_landscape_functions_on_the_same_inputs(problem):
+    from flatscope.landscape.sharpness import average_sharpness, worst_case_sharpness
+
+    model, batches, _ = problem
+    entry = run(problem, "sharpness", dtype="float64", sharpness_sigma=0.02, **FAST).metrics
+    common = {"seed": 0, "params": None, "device": "cpu", "dtype": torch.float64}
+    average = average_sharpness(
+        model,
+        F.cross_entropy,
+        batches,
+        0.02,
+        num_samples=analyze_module.SHARPNESS_SAMPLES,
+        trace_matvecs=FAST["num_matvecs"],
+        **common,
+    )
+    worst = worst_case_sharpness(
+        model, F.cross_entropy, batches, 0.05, steps=analyze_module.SHARPNESS_STEPS, **common
+    )
+    assert entry["sharpness"] == {"average": average.to_dict(), "worst_case": worst.to_dict()}
+
+
+def test_the_header_describes_the_inputs(problem):
+    model, batches, _ = problem
+    bundle = load_data("synthetic:n=60,d=4,classes=3", "train", subset=20, seed=2, batch_size=8)
+    report = analyze(model, "mse", bundle, "trace", progress=False, params=["1.*"], **FAST)
+    document = report.to_dict()
+    assert report.path is None
+    assert document["model"] == "torch.nn.modules.container.Sequential"
+    assert document["checkpoint"]["path"] is None and len(document["checkpoint"]["sha256"]) == 64
+    assert document["loss"] == "mse"
+    assert document["data"] == {
+        "spec": bundle.spec,
+        "split": "train",
+        "subset": 20,
+        "seed": 2,
+        "batch_size": 8,
+        "label_noise": None,
+        "num_samples": 20,
+    }
+    assert document["settings"]["params"] == ["1.*"] and document["settings"]["device"] == "cpu"
+    assert set(document["metrics"]["hessian_trace"]["per_block"]) == {"1.weight", "1.bias"}
+
+
+class CountingLoss:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return F.cross_entropy(outputs, targets)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"metrics": "trace,hessian"}, AnalysisError, "unknown metric 'hessian'; choose from"),
+        ({"metrics": "trace", "top_k": 0}, AnalysisError, r"top_k \(--top-k\) must be"),
+        ({"metrics": "trace", "trace_method": "exact"}, AnalysisError, "unknown trace_method"),
+        ({"metrics": "trace", "dtype": "float16"}, AnalysisError, "must be one of float32"),
+        ({"metrics": "trace", "params": ["conv*"]}, AnalysisError, "'conv\\*' matches no"),
+        ({"metrics": "trace", "num_probes": 3}, TypeError, "unknown setting"),
+        ({"metrics": "trace", "out": "FILE/sub"}, OutputError, "is a file, not a directory"),
+    ],
+)
+def test_bad_inputs_fail_before_any_computation_or_file(problem, tmp_path, kwargs, error, message):
+    model, batches, _ = problem
+    (tmp_path / "FILE").write_text("not a directory")
+    if "out" in kwargs:
+        kwargs["out"] = tmp_path / kwargs["out"]
+    loss = CountingLoss()
+    with pytest.raises(error, match=message):
+        analyze(model, loss, batches, progress=False, **kwargs)
+    assert loss.calls == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_without_a_gpu_is_refused(problem):
+    with pytest.raises(AnalysisError, match="no CUDA GPU is available"):
+        run(problem, "trace", device="cuda")
+
+
+def test_a_non_finite_loss_leaves_no_report(problem, tmp_path):
+    model, batches, _ = problem
+    (x, y), last = batches
+    poisoned = [(x, y), (last[0].clone().index_fill_(1, torch.tensor([2]), math.nan), last[1])]
+    with pytest.raises(AnalysisError, match="the loss on the data is nan"):
+        analyze(model, "cross_entropy", poisoned, "trace", out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_ticks_add_up_to_the_products_spent(problem, monkeypatch):
+    monkeypatch.setattr("flatscope.progress.REDRAW_SECONDS", 0.0)
+    monkeypatch.setattr(sys, "stderr", FakeTerminal())
+    report = run(problem, "trace,density", progress=True, **FAST)
+    lines = [line for line in sys.stderr.getvalue().split("\n") if line]
+    finals = {line.split("\r")[-1].split()[0]: line.split("\r")[-1].split()[2] for line in lines}
+    assert finals == {
+        "hessian_trace": f"{report.metrics['hessian_trace']['num_matvecs']}/6",
+        "spectral_density": f"{report.metrics['spectral_density']['num_matvecs']}/8",
+    }
+
+
+def test_summary_lists_every_metric(problem):
+    report = run(problem, "trace,eigenvalues,density,diagonal", bottom_k=1, **FAST)
+    text = summary(report)
+    for name in report.metrics:
+        assert f"\n{name} " in text
+    assert "(hutchpp)" in text and "residuals <=" in text
