@@ -30,6 +30,7 @@ writes them) are overlaid in a figure.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,8 +45,10 @@ __all__ = [
     "RUN_REPORTS",
     "Comparison",
     "Entry",
+    "as_number",
     "compare",
     "find_report",
+    "format_number",
     "format_table",
     "landscape_slices",
     "load_entry",
@@ -75,8 +78,8 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], markdown:
     )
 
 
-def _cell_text(cell: Cell) -> str:
-    value, error = cell
+def format_number(value: float | None, error: float | None = None) -> str:
+    """``value ± error`` with 4 significant digits (2 for the error); ``n/a`` for ``None``."""
     if value is None:
         return "n/a"
     return f"{value:.4g}" + ("" if error is None else f" ± {error:.2g}")
@@ -85,10 +88,11 @@ def _cell_text(cell: Cell) -> str:
 # ---------------------------------------------------------------------------- the rows
 
 
-def _number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
+    """A finite float, or ``None`` for a missing, non-numeric or non-finite report value."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    return float(value) if math.isfinite(value) else None
 
 
 def _eigen_rows(metrics: Mapping[str, Any], name: str, title: str) -> dict[str, Cell]:
@@ -97,7 +101,7 @@ def _eigen_rows(metrics: Mapping[str, Any], name: str, title: str) -> dict[str, 
         return {}
     values, residuals = entry.get("values") or [], entry.get("residuals") or []
     return {
-        f"{title} {rank}": (_number(value), _number(residual))
+        f"{title} {rank}": (as_number(value), as_number(residual))
         for rank, (value, residual) in enumerate(zip(values, residuals, strict=False), 1)
     }
 
@@ -107,10 +111,10 @@ def metric_rows(metrics: Mapping[str, Any]) -> dict[str, Cell]:
     rows: dict[str, Cell] = {}
     for name, title in (("loss", "loss"), ("gradient_norm", "gradient norm")):
         if name in metrics:
-            rows[title] = (_number(metrics[name]), None)
+            rows[title] = (as_number(metrics[name]), None)
     trace = metrics.get("hessian_trace")
     if isinstance(trace, Mapping):
-        rows["trace"] = (_number(trace.get("value")), _number(trace.get("stderr")))
+        rows["trace"] = (as_number(trace.get("value")), as_number(trace.get("stderr")))
     rows.update(_eigen_rows(metrics, "top_eigenvalues", "top eigenvalue"))
     rows.update(_eigen_rows(metrics, "bottom_eigenvalues", "bottom eigenvalue"))
     sharpness = metrics.get("sharpness")
@@ -119,21 +123,21 @@ def metric_rows(metrics: Mapping[str, Any]) -> dict[str, Cell]:
         if average:
             sigma = f"sigma={average.get('sigma')}"
             rows[f"avg sharpness ({sigma})"] = (
-                _number(average.get("value")),
-                _number(average.get("stderr")),
+                as_number(average.get("value")),
+                as_number(average.get("stderr")),
             )
             rows[f"(sigma^2/2) tr H ({sigma})"] = (
-                _number(average.get("second_order")),
-                _number(average.get("second_order_stderr")),
+                as_number(average.get("second_order")),
+                as_number(average.get("second_order_stderr")),
             )
         if worst:
             rows[f"worst-case sharpness (rho={worst.get('rho')})"] = (
-                _number(worst.get("value")),
+                as_number(worst.get("value")),
                 None,
             )
     diagonal = metrics.get("hessian_diagonal")
     if isinstance(diagonal, Mapping):
-        rows["diagonal sum"] = (_number(diagonal.get("sum")), None)
+        rows["diagonal sum"] = (as_number(diagonal.get("sum")), None)
     return rows
 
 
@@ -142,7 +146,7 @@ def _block_rows(metrics: Mapping[str, Any]) -> dict[str, Cell]:
     blocks = trace.get("per_block") if isinstance(trace, Mapping) else None
     if not isinstance(blocks, Mapping):
         return {}
-    return {f"trace[{name}]": (_number(v), _number(s)) for name, (v, s) in blocks.items()}
+    return {f"trace[{name}]": (as_number(v), as_number(s)) for name, (v, s) in blocks.items()}
 
 
 # ------------------------------------------------------------------------- the inputs
@@ -175,7 +179,7 @@ class Entry:
         rows = metric_rows(self.metrics)
         record = self.run_record or {}
         for name in _RUN_FIELDS:
-            if _number(record.get(name)) is not None:
+            if as_number(record.get(name)) is not None:
                 rows[f"final {name.replace('_', ' ')} (run)"] = (float(record[name]), None)
         return rows
 
@@ -273,7 +277,7 @@ class Comparison:
     def table(self, markdown: bool = False, blocks: bool = False) -> str:
         """The shared rows (and, with ``blocks``, the per-block traces) as a table."""
         rows = self.rows + (self.block_rows if blocks else [])
-        body = [[name, *(_cell_text(cell) for cell in cells)] for name, cells in rows]
+        body = [[name, *(format_number(*cell) for cell in cells)] for name, cells in rows]
         return format_table(["metric", *self.labels], body, markdown)
 
     def markdown(self) -> str:

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from flatscope.compare import as_number
 from flatscope.errors import FlatscopeError, OutputError
 from flatscope.io.atomic import atomic_write
 from flatscope.io.report import Report, to_jsonable
@@ -163,10 +164,7 @@ _COLUMNS = (
 
 
 def _point_cells(point: TrajectoryPoint) -> list[str]:
-    def number(value: float | None, error: float | None = None) -> str:
-        if value is None:
-            return "n/a"
-        return f"{value:.4g}" + ("" if error is None else f" ± {error:.2g}")
+    from flatscope.compare import format_number as number
 
     return [
         str(point.epoch),
@@ -222,12 +220,6 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     return status.st_mtime_ns, status.st_size
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
 def _top(metrics: Mapping[str, Any]) -> tuple[float | None, float | None]:
     from flatscope.verify import eigenvalue_interval
 
@@ -251,16 +243,16 @@ def _point(
         checkpoint=str(checkpoint.path),
         report=str(report_path),
         reused=reused,
-        loss=_number(metrics.get("loss")),
-        gradient_norm=_number(metrics.get("gradient_norm")),
-        trace=_number(trace.get("value")),
-        trace_stderr=_number(trace.get("stderr")),
+        loss=as_number(metrics.get("loss")),
+        gradient_norm=as_number(metrics.get("gradient_norm")),
+        trace=as_number(trace.get("value")),
+        trace_stderr=as_number(trace.get("stderr")),
         top_eigenvalue=top,
         top_residual=residual,
-        train_loss=_number(record.get("train_loss")),
-        train_acc=_number(record.get("train_acc")),
-        val_acc=_number(record.get("val_acc")),
-        test_acc=_number(record.get("test_acc")),
+        train_loss=as_number(record.get("train_loss")),
+        train_acc=as_number(record.get("train_acc")),
+        val_acc=as_number(record.get("val_acc")),
+        test_acc=as_number(record.get("test_acc")),
     )
 
 

@@ -54,6 +54,7 @@ from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 from typing import Any
 
+from flatscope.compare import as_number, format_number, format_table
 from flatscope.io.report import Report
 
 __all__ = [
@@ -150,16 +151,9 @@ class Verification:
 
     def table(self) -> str:
         """A text table: criterion, measured value, threshold or reference, verdict."""
-        rows = [("criterion", "measured", "threshold / reference", "verdict")]
-        rows += [(c.label, c.measured, c.threshold, c.status) for c in self.criteria]
-        widths = [max(len(row[i]) for row in rows) for i in range(3)]
-        lines = [f"verify {self.subject}"]
-        for row in rows:
-            lines.append(
-                "  ".join(text.ljust(width) for text, width in zip(row[:3], widths, strict=True))
-                + "  "
-                + row[3]
-            )
+        header = ("criterion", "measured", "threshold / reference", "verdict")
+        rows = [(c.label, c.measured, c.threshold, c.status) for c in self.criteria]
+        lines = [f"verify {self.subject}", format_table(header, rows, markdown=False)]
         lines += [f"  {c.label}: {c.detail}" for c in self.criteria]
         lines += [f"note: {note}" for note in self.notes]
         if self.holds:
@@ -176,23 +170,8 @@ class Verification:
 # ----------------------------------------------------------------------------- numbers
 
 
-def _num(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.4g}"
-
-
-def _pm(value: float | None, error: float | None) -> str:
-    return _num(value) + ("" if error is None else f" ± {error:.2g}")
-
-
 def _interval_text(interval: tuple[float, float] | None) -> str:
     return "n/a" if interval is None else f"[{interval[0]:.4g}, {interval[1]:.4g}]"
-
-
-def _number(value: Any) -> float | None:
-    """A finite float, or ``None`` for a missing or non-numeric value."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def z_critical(confidence: float) -> float:
@@ -220,7 +199,7 @@ def eigenvalue_interval(entry: Any, which: str) -> tuple[float, float] | None:
     values, residuals = entry.get("values"), entry.get("residuals")
     if not isinstance(values, list) or not isinstance(residuals, list) or not values:
         return None
-    pairs = [(_number(v), _number(r)) for v, r in zip(values, residuals, strict=False)]
+    pairs = [(as_number(v), as_number(r)) for v, r in zip(values, residuals, strict=False)]
     pairs = [(v, r) for v, r in pairs if v is not None and r is not None]
     if not pairs:
         return None
@@ -241,7 +220,7 @@ def _missing(name: str, status_detail: str, reference: str | None = None) -> Cri
 def check_gradient(metrics: Metrics, grad_tol: float = DEFAULT_GRAD_TOL) -> Criterion:
     """``||g|| <= grad_tol * max(loss, 1)`` from a report's ``gradient_norm`` and ``loss``."""
     _check_tolerance("grad_tol", grad_tol)
-    norm, loss = _number(metrics.get("gradient_norm")), _number(metrics.get("loss"))
+    norm, loss = as_number(metrics.get("gradient_norm")), as_number(metrics.get("loss"))
     if norm is None or loss is None:
         return _missing("gradient", "the report has no finite gradient_norm and loss")
     threshold = grad_tol * max(loss, 1.0)
@@ -249,9 +228,9 @@ def check_gradient(metrics: Metrics, grad_tol: float = DEFAULT_GRAD_TOL) -> Crit
     return Criterion(
         "gradient",
         status,
-        f"||g|| = {_num(norm)}",
-        f"<= {_num(threshold)} = {grad_tol:g} x max(loss {_num(loss)}, 1)",
-        f"||g|| {'<=' if status == PASS else '>'} {_num(threshold)}",
+        f"||g|| = {format_number(norm)}",
+        f"<= {format_number(threshold)} = {grad_tol:g} x max(loss {format_number(loss)}, 1)",
+        f"||g|| {'<=' if status == PASS else '>'} {format_number(threshold)}",
         numbers={"gradient_norm": norm, "loss": loss, "threshold": threshold},
     )
 
@@ -328,7 +307,10 @@ def _z_criterion(
     confidence: float,
 ) -> Criterion:
     (value, stderr), (ref_value, ref_stderr) = estimate, reference_estimate
-    measured, threshold = _pm(value, stderr), f"< {_pm(ref_value, ref_stderr)}"
+    measured, threshold = (
+        format_number(value, stderr),
+        f"< {format_number(ref_value, ref_stderr)}",
+    )
     if value is None or ref_value is None:
         return Criterion(
             name, NOT_ESTABLISHED, measured, threshold, "a value is missing", reference
@@ -382,7 +364,7 @@ def compare_trace(
 def _estimate(entry: Any) -> tuple[float | None, float | None]:
     if not isinstance(entry, Mapping):
         return None, None
-    return _number(entry.get("value")), _number(entry.get("stderr"))
+    return as_number(entry.get("value")), as_number(entry.get("stderr"))
 
 
 def compare_top_eigenvalue(
@@ -441,7 +423,7 @@ def compare_sharpness(
             reference,
         )
     criterion = _z_criterion("sharpness", _estimate(mine), _estimate(theirs), reference, confidence)
-    sigma = f"sigma {_num(_number(settings[0][0]))}: "
+    sigma = f"sigma {format_number(as_number(settings[0][0]))}: "
     return Criterion(
         criterion.name,
         criterion.status,
