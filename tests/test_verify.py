@@ -280,6 +280,9 @@ def test_reports_of_other_data_are_flagged():
     reference = {"metrics": metrics(trace=(20.0, 0.1)), "data": {"spec": "synthetic"}}
     notes = verify(subject, {"ref": reference}).notes
     assert any("data.spec differs" in note for note in notes)
+    reference["metrics"]["hessian_trace"]["method"] = "xtrace"
+    notes = verify(subject, {"ref": reference}).notes
+    assert any("xtrace, whose error estimate runs low" in note for note in notes)
 
 
 def test_bad_tolerances_are_refused():
