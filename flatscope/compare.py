@@ -21,8 +21,9 @@ trace[block]           per-parameter-tensor traces (markdown only: they can be m
 A run directory (``config.json``, ``metrics.jsonl``, ``final.pt`` as
 :func:`flatscope.training.trainer.train` writes it) contributes the report of its final
 checkpoint, looked up in :data:`RUN_REPORTS` order: ``RUN_DIR/analysis/report.json`` (what
-``flatscope analyze RUN_DIR/final.pt --out RUN_DIR/analysis`` writes) or the final report of
-``flatscope trajectory RUN_DIR``. 1-D loss-landscape slices saved next to a report (``*.npz``
+``flatscope analyze RUN_DIR/final.pt --out RUN_DIR/analysis`` writes), the final report of
+``flatscope trajectory RUN_DIR``, or, for ``DEMO/runs/NAME`` of ``flatscope demo``,
+``DEMO/analysis/NAME/report.json``. 1-D loss-landscape slices saved next to a report (``*.npz``
 in its directory or its ``landscape/`` subdirectory, as :meth:`LandscapeResult.save_npz`
 writes them) are overlaid in a figure.
 """
@@ -58,7 +59,11 @@ __all__ = [
 
 REPORT_NAME = "report.json"
 #: Where a run directory's final report is looked for, in order.
-RUN_REPORTS = ("analysis/report.json", "trajectory/reports/final/report.json")
+RUN_REPORTS = (
+    "analysis/report.json",
+    "trajectory/reports/final/report.json",
+    "../../analysis/{name}/report.json",
+)
 _RUN_FILES = ("config.json", "metrics.jsonl", "final.pt")
 _RUN_FIELDS = ("train_loss", "train_acc", "val_acc", "test_acc")
 
@@ -205,9 +210,10 @@ def find_report(path: str | os.PathLike) -> tuple[Path, Path | None]:
     if (path / REPORT_NAME).is_file():
         return path / REPORT_NAME, None
     if _is_run_dir(path):
-        for candidate in RUN_REPORTS:
-            if (path / candidate).is_file():
-                return path / candidate, path
+        for pattern in RUN_REPORTS:
+            candidate = path / pattern.format(name=path.resolve().name)
+            if candidate.is_file():
+                return candidate, path
         raise ReportError(
             f"run directory {path} has no report of its final checkpoint (looked for "
             f"{', '.join(RUN_REPORTS)}); run: flatscope analyze {path / 'final.pt'} "

@@ -134,6 +134,15 @@ def test_run_directories_contribute_their_final_report_and_accuracy(tmp_path):
     assert rows["trace"] == [(20.0, 0.5), (10.0, 0.5)]
 
 
+def test_demo_runs_find_their_analysis(tmp_path):
+    make_run(tmp_path / "runs" / "sgd-seed0", 1.0, with_report=False)
+    write_report(tmp_path / "analysis" / "sgd-seed0", make_metrics(1.0))
+    report, run_dir = find_report(tmp_path / "runs" / "sgd-seed0")
+    assert report == tmp_path / "runs" / "sgd-seed0" / "../../analysis/sgd-seed0/report.json"
+    assert report.resolve() == (tmp_path / "analysis" / "sgd-seed0" / "report.json").resolve()
+    assert run_dir == tmp_path / "runs" / "sgd-seed0"
+
+
 def test_missing_reports_are_one_line_errors(tmp_path):
     make_run(tmp_path / "bare", 1.0, with_report=False)
     with pytest.raises(ReportError, match="flatscope analyze .*final.pt --out"):
