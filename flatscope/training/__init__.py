@@ -13,19 +13,37 @@ from flatscope.training.data import (
     load_numpy_pickle,
 )
 from flatscope.training.models import MODELS, build_model, model_spec
+from flatscope.training.schedules import SCHEDULES, build_schedule, schedule_spec
+from flatscope.training.trainer import (
+    OPTIMIZERS,
+    RunResult,
+    TrainConfig,
+    TrainingError,
+    make_optimizer,
+    train,
+)
 
 __all__ = [
     "DATASETS",
     "LABEL_NOISE",
     "MODELS",
+    "OPTIMIZERS",
+    "SCHEDULES",
     "SPLITS",
     "DataBundle",
     "DataError",
     "LabelNoise",
+    "RunResult",
+    "TrainConfig",
+    "TrainingError",
     "add_label_noise",
     "asymmetric_map",
     "build_model",
+    "build_schedule",
     "load_data",
     "load_numpy_pickle",
+    "make_optimizer",
     "model_spec",
+    "schedule_spec",
+    "train",
 ]

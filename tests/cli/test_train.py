@@ -51,3 +51,14 @@ def test_bad_options_give_one_line_errors(tmp_path, capsys, options, message):
     assert err.startswith("flatscope: error: ") and message in err
     assert err.count("\n") == 1
     assert not out.exists()
+
+
+def test_analyze_reads_a_trained_checkpoint_without_model(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--optimizer", "fsgld", "--out", str(run), *TINY]) == 0
+    out = tmp_path / "analysis"
+    argv = ["analyze", str(run / "final.pt"), "--metrics", "trace", "--num-matvecs", "4"]
+    assert main([*argv, "--subset", "32", "--out", str(out), "--quiet"]) == 0, capsys.readouterr()
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"] == load_checkpoint(run / "final.pt").model_spec
+    assert report["data"]["spec"] == "digits:split_seed=0"

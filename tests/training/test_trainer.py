@@ -37,7 +37,7 @@ def stop_after(epoch):
     [
         {"optimizer": "fsgld", "beta_inv": 1e-4, "antithetic": True, "model": "cnn:width=2"},
         {"optimizer": "sgld", "beta_inv": 1e-4},
-        {"optimizer": "sam", "rho": 0.1, "model": "cnn:width=2"},
+        {"optimizer": "sam", "rho": 0.1},
         {"optimizer": "sgd", "schedule": "multistep:1,3"},
     ],
     ids=lambda changes: changes["optimizer"],

@@ -1,0 +1,81 @@
+import json
+
+from flatscope import demo
+from flatscope.cli import main
+from flatscope.demo import DemoPlan, OptimizerSummary, compare, demo_config, format_table
+from flatscope.io import Report
+
+TINY = DemoPlan(
+    seeds=1,
+    epochs=1,
+    track_every=1,
+    flatness_subset=32,
+    flatness_matvecs=6,
+    analysis_subset=48,
+    trace_matvecs=6,
+    density_steps=4,
+    density_probes=1,
+)
+
+
+def test_demo_command_trains_analyses_and_reports(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(demo, "QUICK", TINY)
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out.splitlines()  # the table, the verdict, where files are
+    assert printed[0].split()[:3] == ["optimizer", "clean", "test"]
+    assert [line.split()[0] for line in printed[2:6]] == ["SGD", "SAM", "fSGLD", "SGLD"]
+    assert printed[7].startswith("fSGLD reached a ")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["plan"] == vars(TINY)
+    for entry in summary["summaries"]:
+        name = entry["optimizer"]
+        accuracies, traces = [], []
+        for seed in range(TINY.seeds):
+            lines = (out / "runs" / f"{name}-seed{seed}" / "metrics.jsonl").read_text()
+            records = [json.loads(line) for line in lines.splitlines()]
+            assert "hessian_trace" in records[-1]
+            accuracies.append(records[-1]["test_acc"])
+            report = Report.load(out / "analysis" / f"{name}-seed{seed}" / "report.json")
+            assert report.to_dict()["data"]["num_samples"] == TINY.analysis_subset
+            traces.append(report.metrics["hessian_trace"]["value"])
+        assert entry["test_acc"]["values"] == accuracies
+        assert entry["trace"]["values"] == traces
+    for figure in ("spectral_density", "flatness", "training"):
+        assert (out / f"{figure}.png").stat().st_size > 1000
+    markdown = (out / "report.md").read_text()
+    assert printed[2] in markdown and "benchmarks/tune_demo.py" in markdown
+
+
+def test_demo_runs_use_the_tuned_protocol():
+    config = demo_config("fsgld", seed=4, epochs=7)
+    assert (config.data, config.model, config.label_noise) == (
+        demo.DATA,
+        demo.MODEL,
+        "symmetric:0.4",
+    )
+    assert config.epochs == 7 and config.seed == 4
+    assert {key: getattr(config, key) for key in demo.TUNED["fsgld"]} == demo.TUNED["fsgld"]
+    assert demo_config("sam", 0, tuned=False, lr=0.3).lr == 0.3
+
+
+def summary(name, accuracies, traces):
+    n = len(traces)
+    return OptimizerSummary(name, accuracies, [1.0] * n, traces, [0.5] * n, [3.0] * n, [0.1] * n)
+
+
+def test_table_and_verdict_state_means_and_spreads():
+    rows = {
+        "sgd": summary("sgd", [0.80, 0.84], [100.0, 120.0]),
+        "fsgld": summary("fsgld", [0.85, 0.85], [40.0, 60.0]),
+    }
+    table = format_table(rows.values(), seeds=2).splitlines()
+    assert table[2].split() == ["SGD", "82.0", "±", "2.8", "1.000", "±", "0.000", "110", "±", "14",
+                                "0.50", "3", "±", "0", "0.100"]  # fmt: skip
+    verdict = compare(rows)
+    assert verdict.startswith("fSGLD reached a lower Hessian trace than SGD (50 ± 14 vs 110 ± 14;")
+    assert "on every seed" in verdict and "at equal or better clean test accuracy" in verdict
+    rows["fsgld"] = summary("fsgld", [0.70, 0.72], [105.0, 140.0])
+    verdict = compare(rows)
+    assert "higher Hessian trace" in verdict and "the seed ranges overlap" in verdict
+    assert "at lower clean test accuracy" in verdict
