@@ -114,6 +114,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run_group.add_argument(
         "--resume", action="store_true", help="keep the finished metrics of DIR/report.json"
     )
+    run_group.add_argument("--no-figures", action="store_true", help="write the report only")
     run_group.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
 
@@ -212,11 +213,13 @@ def run(args: argparse.Namespace) -> int:
             metrics,
             out=out,
             resume=args.resume,
+            figures=not args.no_figures,
             progress=not args.quiet,
             checkpoint=checkpoint,
             model_spec=spec,
             **settings,
         )
     print(summary(report))
-    print(f"report: {out / REPORT_NAME}; figures in {out}")
+    figures = "" if args.no_figures else f"; figures in {out}"
+    print(f"report: {out / REPORT_NAME}{figures}")
     return 0
