@@ -1,10 +1,11 @@
 """Figures that put several reports side by side, and a run's flatness against epoch.
 
 Drawn from stored numbers only (report metrics, saved landscapes, trajectory points); each
-report keeps one colour (``C0``, ``C1``, ...) in every figure.
+report keeps one colour (``C0``, ``C1``, ...) in every figure but the density overlay, which is
+the demo's and colours the optimizer names it knows (``sgd``, ``fsgld``, ...) its own way.
 
-- ``density_overlay``: the SLQ spectral densities overlaid on a log scale, each smoothed by its
-  own default Gaussian width (:meth:`flatscope.linalg.density.SpectralDensity.evaluate`);
+- ``density_overlay``: the SLQ spectral densities overlaid on a log scale, smoothed by one common
+  Gaussian width (:func:`flatscope.plotting.demo_figures.density_overlay_figure`);
 - ``eigenvalue_comparison``: top (and bottom) eigenvalues against rank with residual-norm error
   bars, which bound the distance to an eigenvalue of the symmetric Hessian;
 - ``trace_comparison``: ``tr H`` with its standard error per report, and average-case sharpness
@@ -25,11 +26,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from flatscope.landscape.surface import LandscapeResult
-from flatscope.linalg.density import SpectralDensity
-from flatscope.plotting.report_figures import DENSITY_FLOOR, save_figure
+from flatscope.plotting.demo_figures import density_overlay_figure
+from flatscope.plotting.report_figures import save_figure
 
 __all__ = [
-    "density_overlay_figure",
     "eigenvalue_comparison_figure",
     "landscape_overlay_figure",
     "render_comparison",
@@ -46,31 +46,6 @@ def _colour(index: int) -> str:
 
 def _float(value: Any) -> float:
     return float("nan") if value is None else float(value)
-
-
-def density_overlay_figure(metrics_by_label: Metrics) -> Figure | None:
-    """The spectral densities of the reports that have one, overlaid on a log scale."""
-    present = [
-        (i, label, SpectralDensity.from_dict(metrics["spectral_density"]))
-        for i, (label, metrics) in enumerate(metrics_by_label.items())
-        if "spectral_density" in metrics
-    ]
-    if not present:
-        return None
-    fig = Figure(figsize=(6.5, 4), layout="constrained")
-    ax = fig.add_subplot()
-    floor = np.inf
-    for index, label, density in present:
-        grid = density.grid()
-        values = density.evaluate(grid).numpy()
-        floor = min(floor, DENSITY_FLOOR * float(values.max()))
-        ax.semilogy(grid.numpy(), np.maximum(values, floor), color=_colour(index), label=label)
-    ax.set_ylim(bottom=floor)
-    ax.set_xlabel("eigenvalue")
-    ax.set_ylabel("density (log scale)")
-    ax.set_title("Hessian spectral densities")
-    ax.legend(fontsize="small")
-    return fig
 
 
 _EIGEN_PANELS = (
@@ -193,8 +168,13 @@ def render_comparison(
     slices_by_label: Mapping[str, Sequence[LandscapeResult]] | None = None,
 ) -> list[Path]:
     """Draw every comparison figure the numbers allow into ``out`` (PNG and PDF)."""
+    densities = {
+        label: [metrics["spectral_density"]]
+        for label, metrics in metrics_by_label.items()
+        if "spectral_density" in metrics
+    }
     figures = {
-        "density_overlay": density_overlay_figure(metrics_by_label),
+        "density_overlay": density_overlay_figure(densities) if densities else None,
         "eigenvalue_comparison": eigenvalue_comparison_figure(metrics_by_label),
         "trace_comparison": trace_comparison_figure(metrics_by_label),
         "landscape_overlay": landscape_overlay_figure(slices_by_label or {}),
