@@ -14,7 +14,9 @@ It is a minimum:
   default ``grad_tol = 0.1`` tolerates the data-loss gradient that remains at a minimum of the
   *regularized* training objective: there ``grad L = -weight_decay * w``, e.g. ``5e-4 * ||w||``
   with ``||w||`` in the tens for small networks, and the residual drift of a stochastic
-  optimizer whose learning rate did not decay to zero.
+  optimizer whose learning rate did not decay to zero. Judge it on the loss that was trained
+  (the whole training split with its noisy labels, if any): a subset's gradient carries sampling
+  noise of order ``sqrt(tr Cov[grad l_i] / n)`` even at an exact minimum.
 - **negative curvature**: ``lambda_min >= -neg_tol * lambda_max``: no direction curves down by
   more than a fraction of the sharpest upward curvature. Network Hessians at the end of training
   keep a few small negative eigenvalues (Sagun et al. 2017; Ghorbani, Krishnan, Xiao, ICML 2019),
