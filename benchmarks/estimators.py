@@ -27,8 +27,9 @@ For each case it prints
    (``eigenvalues(top_n=5)``, default ``tol=1e-3``; HVPs counted by wrapping its
    ``hessian_vector_product``) versus flatscope's thick-restart Lanczos at ``tol=1e-6`` and
    ARPACK (``method="scipy"``) for reference;
-3. the time of flatscope's spectral density (SLQ and KPM, through ``HessianOperator`` on the
-   digits case) next to PyHessian's ``density``, which fails on current PyTorch.
+3. the time of flatscope's spectral density (SLQ, 4 probes x 90 steps through
+   ``HessianOperator`` on the digits case) next to PyHessian's ``density`` (1 probe x 90
+   steps), which fails on current PyTorch after its Lanczos loop.
 
     python benchmarks/estimators.py [--seeds 50] [--hidden 24] [--train-steps 300]
 """
@@ -53,6 +54,7 @@ from flatscope.operators import DenseOperator, HessianOperator, unflatten
 
 F64 = torch.float64
 BUDGETS = (30, 100, 300)
+EIGEN_SEEDS = 3
 FLATSCOPE_METHODS = ("hutchinson", "hutchpp", "na_hutchpp", "xtrace")
 
 
@@ -221,7 +223,7 @@ def eigen_table(name: str, H: torch.Tensor, make_pyhessian: Callable[[], object]
     default_dtype = torch.get_default_dtype()
     torch.set_default_dtype(F64)  # PyHessian draws its start vectors with torch.randn
     try:
-        for seed in range(5):
+        for seed in range(EIGEN_SEEDS):
             ph = make_pyhessian()
             torch.manual_seed(seed)
             counter[0] = 0
@@ -232,7 +234,7 @@ def eigen_table(name: str, H: torch.Tensor, make_pyhessian: Callable[[], object]
         torch.set_default_dtype(default_dtype)
     print(
         f"{'pyhessian power iteration tol=1e-3':<34}{_median(ph_hvps):>8.0f}"
-        f"{_median(ph_errors):>14.2e}   (median of 5 seeds)"
+        f"{_median(ph_errors):>14.2e}   (median of {EIGEN_SEEDS} seeds)"
     )
     results = {}
     for label, kwargs in [
@@ -241,13 +243,16 @@ def eigen_table(name: str, H: torch.Tensor, make_pyhessian: Callable[[], object]
         ("scipy eigsh (ARPACK) tol=1e-6", {"tol": 1e-6, "method": "scipy"}),
     ]:
         hvps, errors = [], []
-        for seed in range(5):
+        for seed in range(EIGEN_SEEDS):
             op = op_factory()
             result = la.eigenvalues(op, k=5, seed=seed, **kwargs)
             hvps.append(op.num_matvecs)
             errors.append(relative(result.values, largest))
         results[label] = (_median(hvps), _median(errors))
-        print(f"{label:<34}{_median(hvps):>8.0f}{_median(errors):>14.2e}   (median of 5 seeds)")
+        print(
+            f"{label:<34}{_median(hvps):>8.0f}{_median(errors):>14.2e}"
+            f"   (median of {EIGEN_SEEDS} seeds)"
+        )
     lanczos_hvps, lanczos_error = results["flatscope lanczos tol=1e-6"]
     print(
         f"flatscope reaches {lanczos_error:.1e} relative error with "
@@ -258,30 +263,33 @@ def eigen_table(name: str, H: torch.Tensor, make_pyhessian: Callable[[], object]
 
 def density_timing(op_factory, make_pyhessian: Callable[[], object]) -> None:
     print("\n[digits] spectral density")
-    for method, steps, probes in [("slq", 90, 4), ("kpm", 90, 4)]:
-        op = op_factory()
-        start = time.perf_counter()
-        density = la.spectral_density(op, num_steps=steps, num_probes=probes, method=method)
-        seconds = time.perf_counter() - start
-        print(
-            f"flatscope {method} ({probes} probes x {steps} steps): {seconds:.2f} s, "
-            f"{density.num_matvecs} HVPs"
-        )
+    op = op_factory()
+    start = time.perf_counter()
+    density = la.spectral_density(op, num_steps=90, num_probes=4)
+    ours = (time.perf_counter() - start) / density.num_matvecs
+    print(
+        f"flatscope slq (4 probes x 90 steps, side by side): {ours * density.num_matvecs:.2f} s, "
+        f"{density.num_matvecs} HVPs, {ours:.3f} s per HVP"
+    )
     ph = make_pyhessian()
     start = time.perf_counter()
     try:
         ph.density(iter=90, n_v=1)
         outcome = "ran"
     except Exception as err:  # report whatever PyHessian raises on this PyTorch
-        outcome = f"failed after its Lanczos loop: {type(err).__name__}: {str(err)[:70]}"
-    seconds = time.perf_counter() - start
-    print(f"pyhessian density (1 probe x 90 steps): {seconds:.2f} s, {outcome}")
+        outcome = f"failed after its Lanczos loop: {type(err).__name__}: {str(err)[:60]}"
+    theirs = (time.perf_counter() - start) / 90
+    print(
+        f"pyhessian density (1 probe x 90 steps): {theirs * 90:.2f} s, {theirs:.3f} s per HVP, "
+        f"{outcome}"
+    )
+    print(f"time per HVP, PyHessian / flatscope: {theirs / ours:.1f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=50)
-    parser.add_argument("--hidden", type=int, default=24)
+    parser.add_argument("--hidden", type=int, default=16)
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--synthetic-dim", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
