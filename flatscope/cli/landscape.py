@@ -224,12 +224,13 @@ def _labels(paths: list[str]) -> list[str]:
 
 
 def _centre_value(result: Any) -> float | None:
-    """The loss at the grid point where every coefficient is 0, if the grid has one."""
+    """The loss at the grid point where every coefficient is 0 (to round-off: linspace's middle
+    point of a symmetric span can be 1e-16), if the grid has one."""
     import numpy as np
 
     index = []
     for coords in result.coords:
-        zero = np.flatnonzero(coords == 0.0)
+        zero = np.flatnonzero(np.abs(coords) <= 1e-12 * np.abs(coords).max())
         if zero.size == 0:
             return None
         index.append(int(zero[0]))

@@ -87,7 +87,7 @@ def test_random_slices_of_two_checkpoints_overlay_and_hold_the_exact_centre(file
         assert result.metadata["directions"][0]["kind"] == "random"
         assert value_at(result, 0.0) == pytest.approx(exact_loss(files[name]), rel=1e-12)
     printed = capsys.readouterr().out
-    assert "final: loss" in printed and "at the checkpoint" in printed
+    assert f"final: loss {exact_loss(files['final']):.6g} at the checkpoint" in printed
 
 
 def test_eigen_slice_records_the_eigenvalue(files):
