@@ -47,8 +47,10 @@ from pathlib import Path
 from typing import Any
 
 from flatscope.analyze import analyze
+from flatscope.compare import format_table as layout_table
 from flatscope.io import apply_state_dict, atomic_write, load_checkpoint
 from flatscope.io.report import Report, to_jsonable
+from flatscope.optim import coupled_sigma
 from flatscope.training.data import load_data
 from flatscope.training.models import build_model
 from flatscope.training.trainer import RunResult, TrainConfig, train
@@ -314,8 +316,8 @@ TABLE_COLUMNS = (
 )
 
 
-def format_table(summaries: Sequence[OptimizerSummary], seeds: int) -> str:
-    """The demo's table: mean ± standard deviation over seeds of every quantity.
+def format_table(summaries: Sequence[OptimizerSummary], seeds: int, markdown: bool = False) -> str:
+    """The demo's table: mean ± standard deviation over seeds of every quantity, and a note.
 
     ``trace stderr`` is the Hutch++ standard error of a single trace estimate (mean over
     seeds), to compare with the spread over seeds.
@@ -332,14 +334,9 @@ def format_table(summaries: Sequence[OptimizerSummary], seeds: int) -> str:
         )
         for s in summaries
     ]
-    widths = [max(len(row[i]) for row in [TABLE_COLUMNS, *rows]) for i in range(len(TABLE_COLUMNS))]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in [TABLE_COLUMNS, *rows]
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
     spread = f"± is the standard deviation over {seeds} seeds" if seeds > 1 else "one seed"
-    return "\n".join(lines) + f"\n({spread}; train loss and Hessian on the noisy training labels)"
+    note = f"({spread}; train loss and Hessian on the noisy training labels)"
+    return layout_table(TABLE_COLUMNS, rows, markdown) + ("\n\n" if markdown else "\n") + note
 
 
 def compare(summaries: dict[str, OptimizerSummary], ours: str = "fsgld", base: str = "sgd") -> str:
@@ -373,6 +370,11 @@ def _write_figures(out: Path, densities, traces, summaries, histories) -> None:
     save_figure(history_figure(histories), out / "training", ("png",))
 
 
+def _sigma(optimizer: str) -> float:
+    config = demo_config(optimizer, 0)
+    return config.sigma if config.sigma is not None else coupled_sigma(config.beta_inv, config.eta)
+
+
 def _write_summary(result: DemoResult) -> None:
     plan = result.plan
     document = {
@@ -395,12 +397,13 @@ def _write_summary(result: DemoResult) -> None:
     tuned = "\n".join(
         f"| {NAMES.get(name, name)} | "
         + ", ".join(f"{key} = {value:g}" for key, value in TUNED.get(name, {}).items())
+        + (f" (sigma = {_sigma(name):.3f})" if name == "fsgld" else "")
         + " |"
         for name in result.summaries
     )
     markdown = f"""# flatscope demo
 
-Digits (8x8), {LABEL_NOISE.split(":")[1]} symmetric label noise on the training labels,
+Digits (8x8) with label noise `{LABEL_NOISE}` on the training labels,
 `{MODEL}`, {plan.epochs} epochs, batch {BATCH_SIZE}, {SCHEDULE} schedule, momentum {MOMENTUM},
 {plan.seeds} seed(s) per optimizer. Test accuracy on the clean test labels; training loss and
 Hessian on a fixed subset of {plan.analysis_subset} training images with their noisy labels
@@ -408,9 +411,7 @@ Hessian on a fixed subset of {plan.analysis_subset} training images with their n
 {plan.density_probes} x {plan.density_steps} products). Seconds per epoch count training steps
 only. Total time: {result.seconds:.0f} s.
 
-```
-{result.table}
-```
+{format_table(result.summaries.values(), plan.seeds, markdown=True)}
 
 {result.verdict}
 

@@ -24,8 +24,8 @@ def test_demo_command_trains_analyses_and_reports(tmp_path, monkeypatch, capsys)
     assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out.splitlines()  # the table, the verdict, where files are
     assert printed[0].split()[:3] == ["optimizer", "clean", "test"]
-    assert [line.split()[0] for line in printed[2:6]] == ["SGD", "SAM", "fSGLD", "SGLD"]
-    assert printed[7].startswith("fSGLD reached a ")
+    assert [line.split()[0] for line in printed[1:5]] == ["SGD", "SAM", "fSGLD", "SGLD"]
+    assert printed[6].startswith("fSGLD reached a ")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["plan"] == vars(TINY)
     for entry in summary["summaries"]:
@@ -44,7 +44,8 @@ def test_demo_command_trains_analyses_and_reports(tmp_path, monkeypatch, capsys)
     for figure in ("spectral_density", "flatness", "training"):
         assert (out / f"{figure}.png").stat().st_size > 1000
     markdown = (out / "report.md").read_text()
-    assert printed[2] in markdown and "benchmarks/tune_demo.py" in markdown
+    assert printed[6] in markdown and "benchmarks/tune_demo.py" in markdown
+    assert "| fSGLD | " in markdown
 
 
 def test_demo_runs_use_the_tuned_protocol():
@@ -70,7 +71,7 @@ def test_table_and_verdict_state_means_and_spreads():
         "fsgld": summary("fsgld", [0.85, 0.85], [40.0, 60.0]),
     }
     table = format_table(rows.values(), seeds=2).splitlines()
-    assert table[2].split() == ["SGD", "82.0", "±", "2.8", "1.000", "±", "0.000", "110", "±", "14",
+    assert table[1].split() == ["SGD", "82.0", "±", "2.8", "1.000", "±", "0.000", "110", "±", "14",
                                 "0.50", "3", "±", "0", "0.100"]  # fmt: skip
     verdict = compare(rows)
     assert verdict.startswith("fSGLD reached a lower Hessian trace than SGD (50 ± 14 vs 110 ± 14;")
