@@ -294,7 +294,9 @@ def _loss(loss_fn: str | LossFn, spec: str | None) -> tuple[LossFn, str]:
     return loss_fn, spec or name
 
 
-def _operator(model: nn.Module, loss_fn: LossFn, batches: Any, s: AnalysisSettings):
+def _operator(
+    model: nn.Module, loss_fn: LossFn, batches: Any, s: AnalysisSettings
+) -> HessianOperator:
     try:
         select_parameters(model, s.params)
     except ValueError as err:

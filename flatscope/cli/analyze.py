@@ -86,7 +86,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     data.add_argument("--batch-size", type=int, metavar="B", help="batch size (default 128)")
     data.add_argument(
-        "--loss", default="cross_entropy", help="cross_entropy, mse or package.module:callable"
+        "--loss",
+        default="cross_entropy",
+        help="cross_entropy, mse or package.module:callable (default cross_entropy)",
     )
     metrics = parser.add_argument_group("metrics")
     metrics.add_argument(
@@ -102,8 +104,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=argparse.SUPPRESS,
         help="analyse only these parameters (names or globs such as 'fc.*')",
     )
+    metavars = {int: "N", float: "X", str: "NAME"}
     for flag, kind, text in SETTING_OPTIONS:
-        metrics.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=text)
+        metrics.add_argument(
+            flag, type=kind, metavar=metavars[kind], default=argparse.SUPPRESS, help=text
+        )
     run_group = parser.add_argument_group("run")
     run_group.add_argument(
         "--device", default=argparse.SUPPRESS, help="cpu or cuda[:N] (default cpu)"

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from flatscope.analyze import analyze
+from flatscope.analyze import AnalysisSettings, analyze
 from flatscope.cli import main
+from flatscope.cli.analyze import SETTING_OPTIONS
 from flatscope.io import Report, save_checkpoint
 from flatscope.training import build_model, load_data, model_spec
 
@@ -367,3 +368,9 @@ def test_resume_against_another_checkpoint_or_settings_is_refused(workspace, cap
         "settings.seed: 3 in the report, 4 now",
     )
     assert (out / "report.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("flag, help_text", [(flag, text) for flag, _, text in SETTING_OPTIONS])
+def test_help_texts_quote_the_defaults_of_the_python_api(flag, help_text):
+    default = getattr(AnalysisSettings(), flag[2:].replace("-", "_"))
+    assert help_text.endswith(f"(default {default})")
