@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser", "run", "SETTING_OPTIONS"]
+__all__ = ["add_parser", "run", "load_inputs", "AnalysisInputs", "SETTING_OPTIONS"]
 
 #: Options forwarded to AnalysisSettings: (flag, type, help with the default spelled out).
 SETTING_OPTIONS: tuple[tuple[str, type, str], ...] = (
@@ -87,8 +88,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--batch-size", type=int, metavar="B", help="batch size (default 128)")
     data.add_argument(
         "--loss",
-        default="cross_entropy",
-        help="cross_entropy, mse or package.module:callable (default cross_entropy)",
+        default=None,
+        help="cross_entropy, mse or package.module:callable (default: the loss a flatscope "
+        "run trained with, else cross_entropy)",
     )
     metrics = parser.add_argument_group("metrics")
     metrics.add_argument(
@@ -181,6 +183,50 @@ def _load_model(checkpoint: Any, spec: str | None) -> tuple[Any, str]:
     return model, model_spec(spec)
 
 
+@dataclasses.dataclass
+class AnalysisInputs:
+    """What an analysis of one checkpoint needs: the checkpoint, the model with its weights,
+    the model spec the report records, the data and the loss spec."""
+
+    checkpoint: Any
+    model: Any
+    model_spec: str
+    data: Any
+    loss: str
+
+
+def load_inputs(args: argparse.Namespace, path: str | Path, seed: int) -> AnalysisInputs:
+    """Load a checkpoint, its model and its data as ``flatscope analyze`` does.
+
+    A checkpoint written by ``flatscope train`` names its data and loss, and carries the
+    (possibly noisy) labels it was trained on: without ``--data`` the training split is
+    analysed with those labels and, without ``--loss``, with that loss, so the Hessian is the
+    one of the objective that was minimised.
+    """
+    from flatscope.io import load_checkpoint
+    from flatscope.training.data import load_data
+
+    with _spec_errors_as_user_errors():
+        checkpoint = load_checkpoint(
+            path, key=args.checkpoint_key, unsafe_pickle=args.unsafe_pickle
+        )
+        model, spec = _load_model(checkpoint, args.model)
+        extra = checkpoint.metadata.get("extra") or {}
+        own_data = args.data is None and checkpoint.data_spec is not None
+        labels = extra.get("train_labels") if own_data and args.split == "train" else None
+        data = load_data(
+            args.data or checkpoint.data_spec or "digits",
+            args.split,
+            seed=seed,
+            batch_size=args.batch_size,
+            labels=labels,
+        )
+        subset = _subset(args.subset, len(data))
+        data = data if subset is None else data.subset(subset)
+    loss = args.loss or extra.get("loss") or "cross_entropy"
+    return AnalysisInputs(checkpoint, model, spec, data, loss)
+
+
 def run(args: argparse.Namespace) -> int:
     """Analyse the checkpoint; print the summary table. Returns the exit status."""
     from flatscope.analyze import (
@@ -191,37 +237,24 @@ def run(args: argparse.Namespace) -> int:
         parse_metrics,
         summary,
     )
-    from flatscope.io import load_checkpoint
-    from flatscope.training.data import load_data
 
     settings = _settings(args)
     AnalysisSettings(**settings)  # every bad option fails here, before any file is read
     metrics = parse_metrics(args.metrics)
     out = check_output_dir(args.out or f"{Path(args.checkpoint).stem}-analysis")
+    inputs = load_inputs(args, args.checkpoint, settings.get("seed", 0))
     with _spec_errors_as_user_errors():
-        checkpoint = load_checkpoint(
-            args.checkpoint, key=args.checkpoint_key, unsafe_pickle=args.unsafe_pickle
-        )
-        model, spec = _load_model(checkpoint, args.model)
-        data = load_data(
-            args.data or checkpoint.data_spec or "digits",
-            args.split,
-            seed=settings.get("seed", 0),
-            batch_size=args.batch_size,
-        )
-        subset = _subset(args.subset, len(data))
-        data = data if subset is None else data.subset(subset)
         report = analyze(
-            model,
-            args.loss,
-            data,
+            inputs.model,
+            inputs.loss,
+            inputs.data,
             metrics,
             out=out,
             resume=args.resume,
             figures=not args.no_figures,
             progress=not args.quiet,
-            checkpoint=checkpoint,
-            model_spec=spec,
+            checkpoint=inputs.checkpoint,
+            model_spec=inputs.model_spec,
             **settings,
         )
     print(summary(report))

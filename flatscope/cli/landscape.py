@@ -117,24 +117,6 @@ def _check_grid(args: argparse.Namespace) -> tuple[int, float | None]:
     return resolution, args.range
 
 
-def _load(args: argparse.Namespace, path: str | Path, seed: int) -> tuple[Any, Any, str, Any]:
-    """Checkpoint, model with its weights, model spec and data, as ``flatscope analyze``."""
-    from flatscope.cli.analyze import _load_model, _subset
-    from flatscope.io import load_checkpoint
-    from flatscope.training.data import load_data
-
-    checkpoint = load_checkpoint(path, key=args.checkpoint_key, unsafe_pickle=args.unsafe_pickle)
-    model, spec = _load_model(checkpoint, args.model)
-    data = load_data(
-        args.data or checkpoint.data_spec or "digits",
-        args.split,
-        seed=seed,
-        batch_size=args.batch_size,
-    )
-    subset = _subset(args.subset, len(data))
-    return checkpoint, model, spec, data if subset is None else data.subset(subset)
-
-
 def _weights_of(args: argparse.Namespace, path: Path, model: Any, params: Any, center: str) -> Any:
     """The flat weights ``path`` holds, read into a copy of ``model`` (the same architecture)."""
     import copy
@@ -252,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from flatscope.analyze import DTYPES, AnalysisSettings, _make_dir, check_output_dir
-    from flatscope.cli.analyze import _spec_errors_as_user_errors
+    from flatscope.cli.analyze import _spec_errors_as_user_errors, load_inputs
     from flatscope.cli.verify import analysis_settings
     from flatscope.landscape import slice_1d, surface_2d
     from flatscope.losses import build_loss
@@ -268,9 +250,15 @@ def run(args: argparse.Namespace) -> int:
         run_checkpoints(target)  # a missing or empty run directory fails before any work
     written, lines, slices = [], [], []
     with _spec_errors_as_user_errors():
-        loss_fn = build_loss(args.loss)
         for path, label in zip(args.checkpoints, _labels(args.checkpoints), strict=True):
-            checkpoint, model, spec, data = _load(args, path, settings.seed)
+            inputs = load_inputs(args, path, settings.seed)
+            checkpoint, model, spec, data = (
+                inputs.checkpoint,
+                inputs.model,
+                inputs.model_spec,
+                inputs.data,
+            )
+            loss_fn = build_loss(inputs.loss)
             found = _directions(kind, target, args, path, model, loss_fn, data, settings, span)
             if not args.quiet:
                 points = resolution**args.dims
@@ -307,7 +295,7 @@ def run(args: argparse.Namespace) -> int:
                 checkpoint=str(path),
                 checkpoint_sha256=checkpoint.sha256,
                 model_spec=spec,
-                loss=args.loss,
+                loss=inputs.loss,
                 split=args.split,
                 seed=settings.seed,
                 directions_arg=args.directions,

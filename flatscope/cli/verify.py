@@ -103,34 +103,21 @@ def checkpoint_report(
     """Analyse one checkpoint as ``flatscope analyze`` does (same model, data and subset
     rules) and return the :class:`~flatscope.io.report.Report` (no figures)."""
     from flatscope.analyze import analyze
-    from flatscope.cli.analyze import _load_model, _spec_errors_as_user_errors, _subset
-    from flatscope.io import load_checkpoint
-    from flatscope.training.data import load_data
+    from flatscope.cli.analyze import _spec_errors_as_user_errors, load_inputs
 
+    inputs = load_inputs(args, path, settings.get("seed", 0))
     with _spec_errors_as_user_errors():
-        checkpoint = load_checkpoint(
-            path, key=args.checkpoint_key, unsafe_pickle=args.unsafe_pickle
-        )
-        model, spec = _load_model(checkpoint, args.model)
-        data = load_data(
-            args.data or checkpoint.data_spec or "digits",
-            args.split,
-            seed=settings.get("seed", 0),
-            batch_size=args.batch_size,
-        )
-        subset = _subset(args.subset, len(data))
-        data = data if subset is None else data.subset(subset)
         return analyze(
-            model,
-            args.loss,
-            data,
+            inputs.model,
+            inputs.loss,
+            inputs.data,
             metrics,
             out=out,
             resume=resume,
             figures=False,
             progress=not args.quiet,
-            checkpoint=checkpoint,
-            model_spec=spec,
+            checkpoint=inputs.checkpoint,
+            model_spec=inputs.model_spec,
             **settings,
         )
 

@@ -62,3 +62,27 @@ def test_analyze_reads_a_trained_checkpoint_without_model(tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert report["model"] == load_checkpoint(run / "final.pt").model_spec
     assert report["data"]["spec"] == "digits:split_seed=0"
+
+
+def test_analyze_uses_the_noisy_labels_and_loss_the_run_trained_on(tmp_path, capsys):
+    """The Hessian analysed is the one of the objective that was minimised."""
+    from flatscope.analyze import analyze
+    from flatscope.training import build_model, load_data
+
+    run = tmp_path / "run"
+    noise = ["--label-noise", "symmetric:0.4"]
+    assert main(["train", "--optimizer", "sgd", "--out", str(run), *noise, *TINY]) == 0
+    out = tmp_path / "analysis"
+    argv = ["analyze", str(run / "final.pt"), "--metrics", "trace", "--num-matvecs", "4"]
+    assert main([*argv, "--subset", "32", "--out", str(out), "--quiet", "--no-figures"]) == 0
+    reported = json.loads((out / "report.json").read_text())["metrics"]["loss"]
+
+    checkpoint = load_checkpoint(run / "final.pt")
+    extra = checkpoint.metadata["extra"]
+    model = build_model(checkpoint.model_spec)
+    model.load_state_dict(checkpoint.state_dict)
+    noisy = load_data(checkpoint.data_spec, "train", labels=extra["train_labels"]).subset(32)
+    clean = load_data(checkpoint.data_spec, "train").subset(32)
+    assert not torch.equal(noisy.labels, clean.labels)
+    expected = analyze(model, extra["loss"], noisy, "trace", num_matvecs=4, progress=False)
+    assert reported == expected.metrics["loss"]
