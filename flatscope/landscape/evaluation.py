@@ -8,16 +8,17 @@ order). Its loss is the mean per-sample loss over all of the data,
 the same quantity :class:`~flatscope.operators.hessian.HessianOperator` differentiates, so
 landscape slices, sharpness values and Hessian numbers describe one function. Points are
 evaluated with ``torch.func.functional_call``: the model's own tensors are never written.
-Several points share one pass over a batch through ``torch.func.vmap`` over the weight vectors
-(``points_per_pass`` of them at a time); ``points_per_pass=1`` is the exact one-point-at-a-time
-loop. With ``bn_recompute=True`` the BatchNorm running statistics are re-estimated over the data
-at every point (on a private copy of the model), one point at a time.
+Several points can share one pass over a batch through ``torch.func.vmap`` over the weight
+vectors (``points_per_pass`` of them at a time; the default on accelerators);
+``points_per_pass=1`` is the exact one-point-at-a-time loop (the default on the CPU). With
+``bn_recompute=True`` the BatchNorm running statistics are re-estimated over the data at every
+point (on a private copy of the model), one point at a time.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -37,6 +38,14 @@ def _positional(inputs: Any) -> tuple[Any, ...]:
     return tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
 
 
+def _has_tied_tensors(model: nn.Module) -> bool:
+    """Whether one parameter or buffer is registered under several names."""
+    return any(
+        len(list(named(remove_duplicate=False))) != len(list(named()))
+        for named in (model.named_parameters, model.named_buffers)
+    )
+
+
 def _is_classification(outputs: torch.Tensor, targets: torch.Tensor) -> bool:
     """Logits ``(B, C)`` against class indices ``(B,)``: accuracy is defined."""
     integer_targets = not targets.is_floating_point() and targets.dtype != torch.bool
@@ -48,6 +57,38 @@ def _is_classification(outputs: torch.Tensor, targets: torch.Tensor) -> bool:
     )
 
 
+class _DataPass(nn.Module):
+    """One pass of the wrapped model over all batches, reduced to two numbers.
+
+    ``forward()`` returns the sample-weighted loss sum ``sum_b n_b loss_b`` and the number of
+    correct class predictions (zero unless :func:`_is_classification`), both float64. Calling it
+    through ``functional_call`` swaps the weights in once for the whole pass instead of once
+    per batch; only scalars outlive each batch.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, batches: Callable[[], Iterator]) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+        self.batches = batches
+        self.classify: bool | None = None
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        losses, sizes, hits = [], [], []
+        for inputs, targets, n in self.batches():
+            outputs = self.model(*_positional(inputs))
+            losses.append(self.loss_fn(outputs, targets))
+            sizes.append(n)
+            if self.classify is None:
+                self.classify = _is_classification(outputs, targets)
+            if self.classify:
+                hits.append((outputs.argmax(dim=-1) == targets).sum())
+        losses = torch.stack(losses).to(torch.float64)
+        total = (losses * torch.tensor(sizes, dtype=torch.float64, device=losses.device)).sum()
+        correct = torch.stack(hits).sum().to(torch.float64) if hits else torch.zeros_like(total)
+        return total, correct
+
+
 class LossEvaluator:
     """Mean loss and accuracy of ``model`` over all of ``data`` at given flat weight vectors.
 
@@ -56,8 +97,8 @@ class LossEvaluator:
             :class:`~flatscope.operators.hessian.HessianOperator` (which this class builds, and
             exposes as :attr:`operator`, for the data handling and for Hessian products).
         points_per_pass: how many points one vectorised forward pass carries; ``1`` is the exact
-            loop; ``None`` picks a value from the problem size and falls back to the loop if the
-            model's forward pass cannot be vmapped.
+            loop; ``None`` picks 1 on the CPU and a value from the problem size elsewhere, and
+            falls back to the loop if the model's forward pass cannot be vmapped.
         bn_recompute: re-estimate BatchNorm running statistics over ``data`` at every point
             (cumulative average over the batches, on a private copy of the model) before
             evaluating in eval mode; forces ``points_per_pass=1``.
@@ -83,11 +124,17 @@ class LossEvaluator:
         self.origin = self.operator.flat_params()
         self.dim = self.origin.numel()
         self.bn_recompute = bn_recompute
-        self._bn_model = self._batchnorm_copy(model) if bn_recompute else None
+        # functional_call's re-tying of shared tensors costs as much as a small forward pass
+        self._tie_weights = _has_tied_tensors(model)
+        op = self.operator
         self._auto = points_per_pass is None and not bn_recompute
-        if bn_recompute:
+        if bn_recompute:  # the copy holds the other tensors (cast) and the statistics it refills
+            self._pass = _DataPass(self._batchnorm_copy(model), loss_fn, op._batches)
+            self._fixed = {}
             self.points_per_pass = 1
         else:
+            self._pass = _DataPass(model, loss_fn, op._batches)
+            self._fixed = {f"model.{name}": t for name, t in op._fixed.items()}
             self.points_per_pass = points_per_pass or self._default_points_per_pass()
 
     @property
@@ -104,7 +151,11 @@ class LossEvaluator:
 
     # ----------------------------------------------------------------- setup
     def _default_points_per_pass(self) -> int:
-        """Keep one pass's extra activations and weights near 2**22 entries per point count."""
+        """One point at a time on the CPU, where vmap's grouped convolutions and split
+        normalization layers cost more than separate passes (benchmarks/landscape.py); on an
+        accelerator, keep one pass's extra activations and weights near 2**22 entries."""
+        if self.device.type == "cpu":
+            return 1
         inputs, _, _ = next(self.operator._batches())
         input_size = sum(t.numel() for t in _positional(inputs))
         return max(1, min(32, (1 << 22) // max(self.dim, input_size)))
@@ -120,50 +171,63 @@ class LossEvaluator:
             module.momentum = None  # cumulative average over the batches of one pass
         return clone
 
-    # ----------------------------------------------------------------- forward passes
-    def _point(self, weights: torch.Tensor, inputs: Any, targets: torch.Tensor) -> tuple:
-        """Loss and outputs of one batch at one point."""
-        op = self.operator
-        if self._bn_model is None:
-            model, tensors = op.model, {**op._fixed, **unflatten(weights, op._shapes)}
-        else:  # the copy holds the recomputed statistics and the other tensors, already cast
-            model, tensors = self._bn_model, unflatten(weights, op._shapes)
-        outputs = functional_call(model, tensors, _positional(inputs))
-        return op.loss_fn(outputs, targets), outputs
+    # ----------------------------------------------------------------- data passes
+    def _totals(self, tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """:class:`_DataPass` at one point, given as ``{name: selected tensor}``."""
+        named = {**self._fixed, **{f"model.{name}": t for name, t in tensors.items()}}
+        return functional_call(self._pass, named, (), tie_weights=self._tie_weights)
 
-    def _batch(self, W: torch.Tensor, inputs: Any, targets: torch.Tensor) -> tuple:
-        """Losses ``(k,)`` and outputs ``(k, ...)`` of one batch at the ``k`` rows of ``W``."""
-        if self.points_per_pass > 1:
-            try:
-                return vmap(self._point, in_dims=(0, None, None))(W, inputs, targets)
-            except (RuntimeError, NotImplementedError) as err:
-                if not self._auto or not any(k in str(err).lower() for k in _VMAP_UNSUPPORTED):
-                    raise
-                self.points_per_pass = 1  # this model's forward pass has no vmap rule
-        pairs = [self._point(w, inputs, targets) for w in W]
-        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    def _split(self, W: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Parameters that differ between the rows of ``W`` (``{name: (k, *shape)}``) and those
+        equal on every row (``{name: shape}``), which a vectorised pass need not batch (a random
+        direction is zero on biases and normalization parameters, for example)."""
+        moving, shared = {}, {}
+        for name, cols in self.operator.blocks.items():
+            block, shape = W[:, cols], self.operator._shapes[name].shape
+            if torch.equal(block, block[:1].expand_as(block)):
+                shared[name] = block[0].view(shape)
+            else:
+                moving[name] = block.reshape(W.shape[0], *shape)
+        return moving, shared
 
-    def _recompute_batchnorm(self, weights: torch.Tensor) -> None:
-        """Refill the copy's BatchNorm statistics at ``weights``: train-mode passes over data."""
-        clone = self._bn_model
-        clone.eval()
+    def _vectorised_totals(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """:meth:`_totals` at every row of ``W`` in one vmapped pass; ``None`` where the model's
+        forward pass has no vmap rule and the choice of ``points_per_pass`` was automatic."""
+        moving, shared = self._split(W)
+        if not moving:  # every row is the same point
+            total, correct = self._totals(shared)
+            return total.expand(W.shape[0]), correct.expand(W.shape[0])
+        try:
+            return vmap(lambda tensors: self._totals({**shared, **tensors}))(moving)
+        except (RuntimeError, NotImplementedError) as err:
+            if not self._auto or not any(k in str(err).lower() for k in _VMAP_UNSUPPORTED):
+                raise
+            self.points_per_pass = 1
+            return None
+
+    def _recompute_batchnorm(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Refill the copy's BatchNorm statistics at a point: one train-mode pass over data."""
+        clone = self._pass.model
         for module in clone.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.reset_running_stats()
                 module.train()
-        tensors = unflatten(weights, self.operator._shapes)
-        for inputs, _, _ in self.operator._batches():
-            functional_call(clone, tensors, _positional(inputs))
-        clone.eval()
+        try:
+            self._totals(tensors)
+        finally:
+            clone.eval()
 
     # ----------------------------------------------------------------- public
+    @property
+    def points_per_call(self) -> int:
+        """How many points a caller should hand to :meth:`evaluate` at once: at least
+        :attr:`points_per_pass`, and as many as fit in about 2**24 weight entries."""
+        return max(self.points_per_pass, (1 << 24) // self.dim)
+
     def chunks(self, num_points: int) -> Iterator[slice]:
-        """Slices of ``range(num_points)`` of at most :attr:`points_per_pass` points each."""
-        start = 0
-        while start < num_points:
-            stop = min(num_points, start + self.points_per_pass)
-            yield slice(start, stop)
-            start = stop
+        """Slices of ``range(num_points)`` of at most :attr:`points_per_call` points each."""
+        for start in range(0, num_points, self.points_per_call):
+            yield slice(start, min(num_points, start + self.points_per_call))
 
     def evaluate(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mean loss and accuracy over all data at each row of ``W`` (shape ``(k, d)``).
@@ -174,41 +238,31 @@ class LossEvaluator:
         if W.ndim != 2 or W.shape[1] != self.dim:
             raise ValueError(f"expected points of shape (k, {self.dim}), got {tuple(W.shape)}")
         W = W.to(self.device, self.dtype)
-        losses, accuracies = [], []
-        for rows in self.chunks(W.shape[0]):
-            loss, accuracy = self._evaluate_chunk(W[rows])
-            losses.append(loss)
-            accuracies.append(accuracy)
-        accuracy = None if accuracies[0] is None else torch.cat(accuracies)
-        return torch.cat(losses), accuracy
-
-    def _evaluate_chunk(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        totals, corrects = [], []
         with torch.no_grad(), self.operator._eval_mode():
-            if self.bn_recompute:
-                parts = []
-                for w in W:
-                    self._recompute_batchnorm(w)
-                    parts.append(self._totals(w[None]))
-                total, correct = (torch.cat([p[i] for p in parts]) for i in (0, 1))
-                classify = parts[0][2]
-            else:
-                total, correct, classify = self._totals(W)
-        accuracy = correct / self.num_samples if classify else None
-        return total / self.num_samples, accuracy
+            start = 0
+            while start < W.shape[0]:  # points_per_pass may drop to 1 on the way
+                stop = min(W.shape[0], start + self.points_per_pass)
+                total, correct = self._chunk_totals(W[start:stop])
+                totals.append(total)
+                corrects.append(correct)
+                start = stop
+        accuracy = torch.cat(corrects) / self.num_samples if self._pass.classify else None
+        return torch.cat(totals) / self.num_samples, accuracy
 
-    def _totals(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """Sample-weighted loss sums and correct counts over all batches at the rows of ``W``."""
-        total = torch.zeros(W.shape[0], dtype=torch.float64, device=self.device)
-        correct = torch.zeros_like(total)
-        classify = None
-        for inputs, targets, n in self.operator._batches():
-            losses, outputs = self._batch(W, inputs, targets)
-            total += losses.to(torch.float64) * n
-            if classify is None:
-                classify = _is_classification(outputs[0], targets)
-            if classify:
-                correct += (outputs.argmax(dim=-1) == targets).sum(dim=-1).to(torch.float64)
-        return total, correct, bool(classify)
+    def _chunk_totals(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss sums and correct counts ``(k,)`` at the rows of ``W``: vectorised, or a loop."""
+        if W.shape[0] > 1 and self.points_per_pass > 1:
+            sums = self._vectorised_totals(W)
+            if sums is not None:
+                return sums
+        per_point = []
+        for w in W:
+            tensors = unflatten(w, self.operator._shapes)
+            if self.bn_recompute:
+                self._recompute_batchnorm(tensors)
+            per_point.append(self._totals(tensors))
+        return tuple(torch.stack([p[i] for p in per_point]) for i in (0, 1))
 
     def loss_and_gradient(self, weights: torch.Tensor) -> tuple[float, torch.Tensor]:
         """Mean loss over all data at ``weights`` and its gradient (a flat vector)."""

@@ -170,9 +170,9 @@ def average_sharpness(
     loss0 = float(evaluator.evaluate(w[None])[0][0])
     generator = torch.Generator().manual_seed(seed)
     pairs = []
-    per_pass = max(1, evaluator.points_per_pass // 2)
-    for start in range(0, num_samples, per_pass):
-        count = min(per_pass, num_samples - start)
+    per_call = max(1, evaluator.points_per_call // 2)
+    for start in range(0, num_samples, per_call):
+        count = min(per_call, num_samples - start)
         # one draw per vector, so the perturbations do not depend on points_per_pass
         Z = [torch.randn(w.numel(), generator=generator, dtype=w.dtype) for _ in range(count)]
         E = torch.stack(Z).to(w.device) * scale

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn.utils import vector_to_parameters
 
+from flatscope.landscape.directions import random_directions
 from flatscope.landscape.evaluation import LossEvaluator
 from tests.landscape._problems import F64, least_squares, tiny_cnn
 
@@ -56,6 +57,22 @@ def test_vmapped_points_equal_the_one_point_loop_and_plain_forward_passes():
         assert acc_loop[i].item() == acc
 
 
+def test_vmapped_points_with_shared_parameters_or_one_repeated_point():
+    model, data = tiny_cnn()
+    loss_fn = nn.CrossEntropyLoss()
+    loop = LossEvaluator(model, loss_fn, data, points_per_pass=1)
+    batched = LossEvaluator(model, loss_fn, data, points_per_pass=4)
+    # random directions are zero on biases and BatchNorm parameters: those are not batched
+    D = torch.stack([d.vector for d in random_directions(model, 2, seed=2)])
+    coefficients = torch.tensor([[0.5, -1.0], [0.0, 0.0], [-0.25, 0.75], [1.0, 1.0]], dtype=F64)
+    repeated = loop.origin.repeat(3, 1)
+    for W in (loop.origin + coefficients @ D, repeated):
+        loss_loop, acc_loop = loop.evaluate(W)
+        loss_vmap, acc_vmap = batched.evaluate(W)
+        torch.testing.assert_close(loss_vmap, loss_loop, rtol=1e-13, atol=0)
+        assert torch.equal(acc_vmap, acc_loop)
+
+
 def test_recomputed_batchnorm_statistics_match_a_module_level_reference():
     model, data = tiny_cnn()
     loss_fn = nn.CrossEntropyLoss()
@@ -89,11 +106,14 @@ class ItemCallingModel(nn.Module):
         return self.fc(x) * (1.0 + 0.0 * self.fc.weight.sum().item())
 
 
-def test_automatic_batching_falls_back_to_the_loop_where_vmap_fails():
+def test_automatic_batching_falls_back_to_the_loop_where_vmap_fails(monkeypatch):
     gen = torch.Generator().manual_seed(0)
     data = (torch.randn(6, 4, generator=gen, dtype=F64), torch.tensor([0, 1, 2, 0, 1, 2]))
     model, loss_fn = ItemCallingModel(), nn.CrossEntropyLoss()
+    # the automatic choice on an accelerator is a vectorised pass
+    monkeypatch.setattr(LossEvaluator, "_default_points_per_pass", lambda self: 4)
     auto = LossEvaluator(model, loss_fn, data)
+    assert auto.points_per_pass == 4
     W = _random_points(auto.origin, 3)
     loss_auto, _ = auto.evaluate(W)
     assert auto.points_per_pass == 1
@@ -101,6 +121,34 @@ def test_automatic_batching_falls_back_to_the_loop_where_vmap_fails():
     assert torch.equal(loss_auto, loss_loop)
     with pytest.raises(RuntimeError, match="item"):
         LossEvaluator(model, loss_fn, data, points_per_pass=2).evaluate(W)
+
+
+class TiedModel(nn.Module):
+    """The output layer reuses the input layer's weight (one parameter, two names)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.Linear(3, 3).to(F64)
+        self.dec = nn.Linear(3, 3).to(F64)
+        self.dec.weight = self.enc.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dec(torch.tanh(self.enc(x)))
+
+
+@pytest.mark.parametrize("points_per_pass", [1, 2])
+def test_tied_weights_move_together(points_per_pass):
+    gen = torch.Generator().manual_seed(0)
+    data = (torch.randn(5, 3, generator=gen, dtype=F64), torch.tensor([0, 1, 2, 0, 1]))
+    model, loss_fn = TiedModel(), nn.CrossEntropyLoss()
+    evaluator = LossEvaluator(model, loss_fn, data, points_per_pass=points_per_pass)
+    W = _random_points(evaluator.origin, 2)
+    losses, _ = evaluator.evaluate(W)
+    for i in range(2):
+        clone = copy.deepcopy(model)
+        vector_to_parameters(W[i], clone.parameters())  # sets the shared weight once
+        with torch.no_grad():
+            assert losses[i].item() == pytest.approx(float(loss_fn(clone(data[0]), data[1])), 1e-13)
 
 
 def test_loss_and_gradient_match_least_squares_formulas_and_accuracy_is_none():
