@@ -169,7 +169,7 @@ class LossEvaluator:
             )
         for module in norms:
             module.momentum = None  # cumulative average over the batches of one pass
-        return clone
+        return clone.eval()  # only BatchNorm layers switch to training mode, to collect stats
 
     # ----------------------------------------------------------------- data passes
     def _totals(self, tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

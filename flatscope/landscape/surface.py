@@ -274,8 +274,7 @@ def surface_2d(
     :attr:`PCADirections.trajectory`) is stored with the result for plotting.
     """
     steps_a, steps_b = _per_axis(steps, isinstance(steps, (int, np.integer)), "steps")
-    flat_span = len(span) == 2 and all(isinstance(s, (int, float)) for s in span)
-    span_a, span_b = _per_axis(span, flat_span, "span")
+    span_a, span_b = _per_axis(span, np.ndim(span) == 1, "span")
     if trajectory is not None and np.shape(trajectory)[-1:] != (2,):
         raise ValueError(f"trajectory must have shape (T, 2), got {np.shape(trajectory)}")
     return _grid(

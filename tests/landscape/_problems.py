@@ -57,7 +57,7 @@ def least_squares(
 
 
 class TinyCNN(nn.Module):
-    """Conv (with bias) -> BatchNorm -> ReLU -> dropout -> linear; 3 classes."""
+    """Conv (with bias) -> dropout -> BatchNorm -> ReLU -> linear; 3 classes."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -67,7 +67,7 @@ class TinyCNN(nn.Module):
         self.fc = nn.Linear(3 * 2 * 2, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.drop(torch.relu(self.bn(self.conv(x)))).flatten(1))
+        return self.fc(torch.relu(self.bn(self.drop(self.conv(x)))).flatten(1))
 
 
 def tiny_cnn(seed: int = 0) -> tuple[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]:
