@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import io
 import json
 import math
@@ -13,12 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, hessian
 
-from flatscope import analyze as analyze_module
 from flatscope.analyze import AnalysisError, analyze, summary
 from flatscope.errors import OutputError, ReportError
 from flatscope.linalg import diagonal
 from flatscope.operators.params import flatten, unflatten
 from flatscope.training import build_model, load_data
+
+# the module, even once flatscope/__init__.py exports the function of the same name
+analyze_module = importlib.import_module("flatscope.analyze")
 
 SPEC = "mlp:in_features=4,hidden=3,depth=1,num_classes=3,activation=tanh"
 D = 4 * 3 + 3 + 3 * 3 + 3  # parameters of SPEC
