@@ -198,11 +198,13 @@ def _directions(
 
 
 def _labels(paths: list[str]) -> list[str]:
-    """File-name stems of the checkpoints, numbered when two share one."""
-    stems = [Path(p).stem for p in paths]
-    if len(set(stems)) == len(stems):
-        return stems
-    return [f"{i}-{stem}" for i, stem in enumerate(stems)]
+    """File-name stems of the checkpoints; ``run-stem`` (the folder's name first) when two
+    share a stem, as the ``final.pt`` of two runs do; numbered if that is still ambiguous."""
+    for label in (lambda p: p.stem, lambda p: f"{p.parent.name}-{p.stem}"):
+        labels = [label(Path(p)) for p in paths]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [f"{i}-{Path(p).stem}" for i, p in enumerate(paths)]
 
 
 def _centre_value(result: Any) -> float | None:

@@ -225,7 +225,8 @@ class HessianOperator(LinearOperator):
         with torch.no_grad(), self._eval_mode():
             a = self._batch_loss(self._weights, inputs, targets)
             b = self._batch_loss(self._weights, inputs, targets)
-        if not torch.equal(a, b):
+        # equal bit for bit; a NaN loss is not randomness, and is reported by the caller
+        if not torch.allclose(a, b, rtol=0, atol=0, equal_nan=True):
             raise ValueError(
                 "the model gives different losses on the same batch in eval mode (dropout or "
                 "other randomness left active?): make the forward pass deterministic"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -306,3 +308,11 @@ def test_shuffling_loader_and_active_dropout_are_refused():
     noisy = nn.Sequential(nn.Linear(4, 5), AlwaysDropout(), nn.Linear(5, 3)).to(F64)
     with pytest.raises(ValueError, match="dropout"):
         fs.HessianOperator(noisy, loss_fn, (x, y))
+
+
+def test_nan_loss_is_not_mistaken_for_randomness():
+    model, loss_fn, x, y = _make(CASES[0])
+    x = x.clone()
+    x[0, 0] = float("nan")
+    op = fs.HessianOperator(model, loss_fn, (x, y), dtype=F64)
+    assert math.isnan(op.loss())
