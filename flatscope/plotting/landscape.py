@@ -29,10 +29,11 @@ def _require_dims(result: LandscapeResult, dims: int, function: str) -> None:
         )
 
 
-def _axis_label(result: LandscapeResult, axis: int) -> str:
-    direction = result.metadata.get("directions", [{}] * (axis + 1))[axis]
+def _axis_label(results: Sequence[LandscapeResult], axis: int) -> str:
+    """``alpha (random direction)``: the kind is named when all results share it."""
+    kinds = {(r.metadata.get("directions") or [{}] * (axis + 1))[axis].get("kind") for r in results}
     name = "alpha" if axis == 0 else "beta"
-    kind = direction.get("kind")
+    kind = kinds.pop() if len(kinds) == 1 else None
     return f"{name} ({kind} direction)" if kind else name
 
 
@@ -55,7 +56,7 @@ def plot_slice_1d(
     for i, result in enumerate(results):
         label = result.metadata.get("label") or f"slice {i}"
         ax.plot(result.coords[0], result.loss, label=label)
-    ax.set_xlabel(_axis_label(results[0], 0))
+    ax.set_xlabel(_axis_label(results, 0))
     ax.set_ylabel("loss")
     if len(results) > 1:
         ax.legend()
@@ -77,14 +78,14 @@ def plot_surface_2d(
     lines_ax, filled_ax = fig.subplots(1, 2)
     # loss[i, j] is at (alphas[i], betas[j]): contour wants rows indexed by the y coordinate
     lines = lines_ax.contour(alphas, betas, result.loss.T, levels=levels, cmap="viridis")
-    lines_ax.clabel(lines, fontsize=7)
+    lines_ax.clabel(lines, lines.levels[::3], fontsize=7)
     filled = filled_ax.contourf(alphas, betas, result.loss.T, levels=levels, cmap="viridis")
     fig.colorbar(filled, ax=filled_ax, label="loss")
     for ax in (lines_ax, filled_ax):
         if path is not None:
             ax.plot(path[:, 0], path[:, 1], "o-", color="tab:red", markersize=3, linewidth=1)
-        ax.set_xlabel(_axis_label(result, 0))
-        ax.set_ylabel(_axis_label(result, 1))
+        ax.set_xlabel(_axis_label([result], 0))
+        ax.set_ylabel(_axis_label([result], 1))
     return fig
 
 
@@ -96,7 +97,7 @@ def plot_surface_3d(result: LandscapeResult) -> Figure:
     fig = Figure(figsize=(6, 5), layout="constrained")
     ax = fig.add_subplot(projection="3d")
     ax.plot_surface(A, B, result.loss, cmap="viridis", linewidth=0, antialiased=True)
-    ax.set_xlabel(_axis_label(result, 0))
-    ax.set_ylabel(_axis_label(result, 1))
+    ax.set_xlabel(_axis_label([result], 0))
+    ax.set_ylabel(_axis_label([result], 1))
     ax.set_zlabel("loss")
     return fig

@@ -29,6 +29,9 @@ def test_slices_are_overlaid_with_their_labels():
     assert [line.get_label() for line in ax.lines] == ["sgd", "fsgld"]
     np.testing.assert_array_equal(ax.lines[1].get_ydata(), _slice("", 0.5).loss)
     assert ax.get_xlabel() == "alpha (random direction)"
+    mixed = _slice("eigen", 2.0)
+    mixed.metadata["directions"] = [{"kind": "eigen"}]
+    assert plot_slice_1d([_slice("sgd", 1.0), mixed]).axes[0].get_xlabel() == "alpha"
 
 
 def test_surface_2d_draws_contours_and_the_saved_trajectory():
