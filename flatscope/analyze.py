@@ -57,6 +57,7 @@ from flatscope.linalg.trace import METHODS as TRACE_METHODS
 from flatscope.losses import LossFn, build_loss
 from flatscope.losses import loss_spec as canonical_loss_spec
 from flatscope.operators.base import LinearOperator
+from flatscope.operators.distributed import barrier, get_rank, get_world_size
 from flatscope.operators.hessian import HessianOperator
 from flatscope.operators.params import select_parameters
 from flatscope.progress import Progress
@@ -281,7 +282,9 @@ def _data_header(data: Any, data_spec: str | None) -> tuple[Any, dict[str, Any]]
             "batch_size": data.batch_size,
             "label_noise": None if data.label_noise is None else data.label_noise.spec,
         }
-        return data.batches(), header
+        # under torch.distributed each rank takes every world-th batch: the operator's
+        # all-reduced weighted sums then cover every sample once
+        return data.batches()[get_rank() :: get_world_size()], header
     return data, {"spec": data_spec or "custom"}
 
 
@@ -522,12 +525,16 @@ def analyze(
         "settings": config.to_dict(),
     }
     path = None if out is None else out / REPORT_NAME
+    writer = get_rank() == 0  # under torch.distributed only rank 0 writes files
     if path is not None and resume and path.exists():
         report = Report.resume_or_new(path, header)
+        barrier()  # every rank has read the finished metrics before rank 0 adds any
+        if not writer:
+            report.path = None
     else:
-        if out is not None:
+        if out is not None and writer:
             _make_dir(out)
-        report = Report.new(header, path)
+        report = Report.new(header, path if writer else None)
 
     if not report.has_metric("loss"):
         report.set_metric("loss", loss, loss_seconds)
@@ -536,14 +543,14 @@ def analyze(
         gradient_norm = float(operator.gradient().norm())
         _check_finite("gradient norm", gradient_norm)
         report.set_metric("gradient_norm", gradient_norm, time.perf_counter() - started)
-    context = _Context(model, loss_fn, batches, operator, config, progress)
+    context = _Context(model, loss_fn, batches, operator, config, progress and writer)
     for entry in entries:
         if report.has_metric(entry):
             continue
         started = time.perf_counter()
         value = _RUNNERS[entry](context)
         report.set_metric(entry, value, time.perf_counter() - started)
-    if out is not None and figures:
+    if out is not None and figures and writer:
         from flatscope.plotting.report_figures import render_report
 
         render_report(report, out)

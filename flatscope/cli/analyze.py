@@ -237,13 +237,14 @@ def run(args: argparse.Namespace) -> int:
         parse_metrics,
         summary,
     )
+    from flatscope.operators.distributed import get_rank
 
     settings = _settings(args)
     AnalysisSettings(**settings)  # every bad option fails here, before any file is read
     metrics = parse_metrics(args.metrics)
     out = check_output_dir(args.out or f"{Path(args.checkpoint).stem}-analysis")
     inputs = load_inputs(args, args.checkpoint, settings.get("seed", 0))
-    with _spec_errors_as_user_errors():
+    with _spec_errors_as_user_errors(), _process_group(settings.get("device")):
         report = analyze(
             inputs.model,
             inputs.loss,
@@ -257,7 +258,25 @@ def run(args: argparse.Namespace) -> int:
             model_spec=inputs.model_spec,
             **settings,
         )
-    print(summary(report))
-    figures = "" if args.no_figures else f"; figures in {out}"
-    print(f"report: {out / REPORT_NAME}{figures}")
+        writer = get_rank() == 0  # read before the process group is gone
+    if writer:
+        print(summary(report))
+        figures = "" if args.no_figures else f"; figures in {out}"
+        print(f"report: {out / REPORT_NAME}{figures}")
     return 0
+
+
+@contextlib.contextmanager
+def _process_group(device: str | None) -> Iterator[None]:
+    """Under ``torchrun`` (``WORLD_SIZE`` > 1), join the process group for the analysis: each
+    rank takes a shard of the batches and rank 0 writes the report and figures."""
+    import torch.distributed as dist
+
+    from flatscope.operators.distributed import init_from_environment
+
+    joined = init_from_environment(device)
+    try:
+        yield
+    finally:
+        if joined:
+            dist.destroy_process_group()

@@ -16,13 +16,22 @@ module (``ddp_model.module``), never the ``DistributedDataParallel`` wrapper.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sized
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-__all__ = ["is_distributed", "get_rank", "get_world_size", "all_reduce_sum", "ShardSampler"]
+__all__ = [
+    "is_distributed",
+    "get_rank",
+    "get_world_size",
+    "all_reduce_sum",
+    "barrier",
+    "init_from_environment",
+    "ShardSampler",
+]
 
 
 def is_distributed() -> bool:
@@ -45,6 +54,27 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if is_distributed():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def barrier() -> None:
+    """Wait for every rank (a no-op in a single process)."""
+    if is_distributed():
+        dist.barrier()
+
+
+def init_from_environment(device: str | None) -> bool:
+    """Join the process group described by ``torchrun``'s environment, if there is one.
+
+    Uses NCCL for CUDA devices and Gloo otherwise; returns whether a group was initialised
+    here (the caller then destroys it when done).
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return False
+    cuda = device is not None and str(device).startswith("cuda")
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if cuda else "gloo")
+    return True
 
 
 class ShardSampler(Sampler[int]):
