@@ -11,6 +11,8 @@ examples:
   flatscope train --optimizer fsgld --label-noise symmetric:0.4 --epochs 30 --out runs/fsgld
   flatscope train --optimizer sam --rho 0.05 --schedule multistep:15,25 --out runs/sam
   flatscope analyze runs/fsgld/final.pt     # the checkpoint carries its model spec
+  torchrun --nproc_per_node 2 -m flatscope train --optimizer sam --out runs/sam2
+      # DistributedDataParallel: each rank trains on its slice of every batch
 
 The run directory holds config.json, metrics.jsonl (one JSON object per epoch),
 checkpoints/epoch_NNNN.pt (every --checkpoint-every epochs) and final.pt.
@@ -111,11 +113,16 @@ def config_from_args(args: argparse.Namespace):
 
 def run_train(args: argparse.Namespace) -> int:
     """Train, then print where the final checkpoint is."""
+    from flatscope.cli.analyze import _process_group
+    from flatscope.operators.distributed import get_rank
     from flatscope.training.trainer import train
 
-    result = train(config_from_args(args), args.out, resume=args.resume, progress=not args.quiet)
+    config = config_from_args(args)
+    with _process_group(config.device):
+        result = train(config, args.out, resume=args.resume, progress=not args.quiet)
+        writer = get_rank() == 0  # read before the process group is gone
     last = result.metrics[-1]
-    if not args.quiet:
+    if writer and not args.quiet:
         accuracy = "n/a" if last["test_acc"] is None else f"{100 * last['test_acc']:.1f}%"
         print(
             f"trained {result.config.optimizer} for {last['epoch']} epochs: clean test accuracy "

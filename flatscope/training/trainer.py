@@ -43,6 +43,17 @@ and ``data_spec``; their ``extra`` holds ``epoch``, ``config``, ``loss`` (canoni
 ``label_noise`` (canonical spec, seed included, or ``None``), ``train_labels`` (the noisy
 labels of the whole training split, or ``None`` without label noise), ``data_seed`` and the
 generator states. ``flatscope analyze`` rebuilds the model from them without ``--model``.
+
+Data parallel (``torchrun --nproc_per_node N -m flatscope train``): under an initialised
+process group the model trains wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`.
+Every rank draws the same global batch order and takes its contiguous slice of each global
+batch, so the slices of a step partition the single-process batch. A rank's mean loss is scaled
+by ``world * n_rank / n_batch``, so DDP's average of the gradients is the gradient of the mean
+loss over the whole global batch even when the slices are uneven. SAM's two backward passes are
+both all-reduced by DDP. The optimizers get the same seed on every rank, so fSGLD's
+perturbations, the Langevin noise and SAM's ascent agree and the parameters stay identical.
+Training metrics are summed over ranks; flatness tracking runs on every rank with sharded data;
+rank 0 alone evaluates, writes the run directory and draws progress, the others wait for it.
 """
 
 from __future__ import annotations
@@ -60,6 +71,7 @@ from typing import Any, TextIO
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from flatscope.errors import FlatscopeError
@@ -68,6 +80,13 @@ from flatscope.io.report import to_jsonable
 from flatscope.linalg import eigenvalues, trace
 from flatscope.losses import LossFn, build_loss, loss_spec
 from flatscope.operators import HessianOperator
+from flatscope.operators.distributed import (
+    all_reduce_sum,
+    barrier,
+    get_rank,
+    get_world_size,
+    is_distributed,
+)
 from flatscope.optim import FSGLD, SAM, SGLD
 from flatscope.progress import Progress
 from flatscope.specs import SpecError
@@ -214,6 +233,8 @@ def make_optimizer(config: TrainConfig, params: list[nn.Parameter]) -> torch.opt
 @dataclass
 class _Setup:
     model: nn.Module
+    # What the training steps call: ``model`` itself, or its DDP wrapper under a process group.
+    forward: nn.Module
     optimizer: torch.optim.Optimizer
     loss_fn: LossFn
     schedule: Schedule
@@ -298,9 +319,15 @@ def _setup(config: TrainConfig) -> _Setup:
     flatness = None
     if config.track_flatness is not None:
         size = min(config.flatness_subset, len(train))
-        flatness = train.subset(size).batches()
+        shards = (_local_slice(batch) for batch in train.subset(size).batches())
+        flatness = [(inputs, targets) for inputs, targets in shards if len(targets)]
+    forward = model
+    if is_distributed():
+        ids = None if device.type == "cpu" else [device]
+        forward = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     return _Setup(
         model=model,
+        forward=forward,
         optimizer=make_optimizer(config, list(model.parameters())),
         loss_fn=build_loss(config.loss),
         schedule=build_schedule(config.schedule),
@@ -314,16 +341,30 @@ def _setup(config: TrainConfig) -> _Setup:
 # ------------------------------------------------------------------------------ one epoch
 
 
+def _local_slice(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's contiguous slice of a global batch (the whole batch in a single process)."""
+    rank, world = get_rank(), get_world_size()
+    inputs, targets = batch
+    return inputs.tensor_split(world)[rank], targets.tensor_split(world)[rank]
+
+
 def _closure(
-    setup: _Setup, inputs: torch.Tensor, targets: torch.Tensor, seen: list
+    setup: _Setup, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int, seen: list
 ) -> Callable[[], torch.Tensor]:
-    """Zero the gradients, forward, loss, backward; ``seen`` collects (loss, outputs) per call."""
+    """Zero the gradients, forward, loss, backward; ``seen`` collects (loss, outputs) per call.
+
+    ``inputs`` is this rank's slice of a global batch of ``batch_size`` samples: the loss that is
+    differentiated is scaled by ``world * len(inputs) / batch_size`` (1 in a single process), so
+    that DDP's mean of the ranks' gradients is the gradient of the global batch's mean loss.
+    """
+    weight = get_world_size() * len(targets) / batch_size
 
     def closure() -> torch.Tensor:
         setup.optimizer.zero_grad(set_to_none=True)
-        outputs = setup.model(inputs)
-        loss = setup.loss_fn(outputs, targets)
-        loss.backward()
+        outputs = setup.forward(inputs)
+        # An empty slice (a last batch smaller than the world) still joins DDP's all-reduce.
+        loss = setup.loss_fn(outputs, targets) if len(targets) else outputs.sum()
+        (loss * weight).backward()
         seen.append((loss.detach(), outputs.detach()))
         return loss
 
@@ -335,16 +376,16 @@ def _train_epoch(setup: _Setup, epoch: int, progress: Progress) -> tuple[float, 
     setup.model.train()
     loss_sum = torch.zeros((), dtype=torch.float64, device=setup.device)
     correct = torch.zeros((), dtype=torch.int64, device=setup.device)
-    for inputs, targets in setup.train.loader(shuffle=True, epoch=epoch):
-        inputs, targets = inputs.to(setup.device), targets.to(setup.device)
+    for batch in setup.train.loader(shuffle=True, epoch=epoch):
+        inputs, targets = (t.to(setup.device) for t in _local_slice(batch))
         seen: list[tuple[torch.Tensor, torch.Tensor]] = []
-        setup.optimizer.step(_closure(setup, inputs, targets, seen))
+        setup.optimizer.step(_closure(setup, inputs, targets, len(batch[1]), seen))
         loss, outputs = seen[0]  # SAM calls the closure twice; the first call is at w
         loss_sum += loss.double() * len(targets)
         correct += (outputs.argmax(1) == targets).sum()
         progress.update()
     n = len(setup.train)
-    return loss_sum.item() / n, correct.item() / n
+    return all_reduce_sum(loss_sum).item() / n, all_reduce_sum(correct).item() / n
 
 
 @torch.no_grad()
@@ -534,8 +575,9 @@ def train(
         resume: continue from the latest checkpoint in ``out_dir`` (the configuration must be
             the saved one); a finished run is loaded and returned as it is, and a directory
             without a run starts a new one.
-        progress: draw a progress line per epoch on ``stream`` (stderr), only on a terminal.
-        on_epoch: called with each epoch's metrics record after it is written.
+        progress: draw a progress line per epoch on ``stream`` (stderr), only on a terminal
+            (and only on rank 0 under a process group).
+        on_epoch: called with each epoch's metrics record after it is written (on every rank).
 
     Raises:
         TrainingError: a configuration that cannot run, a run directory that holds another
@@ -550,29 +592,43 @@ def train(
             )
         _check_resumable(out, config)
     setup = _setup(config)
+    writer = get_rank() == 0
     with _own_global_rng(config, setup.device):
         latest = _latest_checkpoint(out, config) if resume else None
+        barrier()  # every rank has looked at the directory before rank 0 writes to it
         if latest is None:
-            try:
-                out.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise TrainingError(f"cannot create the run directory {out}: {error}") from None
-            _write_config(out, setup, config)
             metrics: list[dict[str, Any]] = []
-            _write_metrics(out, metrics)
+            if writer:
+                try:
+                    out.mkdir(parents=True, exist_ok=True)
+                except OSError as error:
+                    raise TrainingError(f"cannot create the run directory {out}: {error}") from None
+                _write_config(out, setup, config)
         else:
             _restore(out, setup, latest[1])
             metrics = _read_metrics(out, latest[0])
+        if writer:
             _write_metrics(out, metrics)
         for epoch in range(len(metrics), config.epochs):
-            record = _run_epoch(setup, config, epoch, progress, stream)
-            _append_metrics(out, record)
+            record = _run_epoch(setup, config, epoch, progress and writer, stream)
+            if writer:
+                _append_metrics(out, record)
+                if _wants_checkpoint(epoch + 1, config):
+                    _save(out, setup, config, epoch + 1)
+            record = _from_rank_0(record)
             metrics.append(record)
-            if _wants_checkpoint(epoch + 1, config):
-                _save(out, setup, config, epoch + 1)
             if on_epoch is not None:
                 on_epoch(record)
     return RunResult(out, config, setup.model, metrics)
+
+
+def _from_rank_0(record: dict[str, Any]) -> dict[str, Any]:
+    """Rank 0's record on every rank, once rank 0 has written it (itself in a single process)."""
+    if not is_distributed():
+        return record
+    box = [record]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def _run_epoch(
@@ -596,13 +652,15 @@ def _run_epoch(
         raise TrainingError(
             f"training diverged in epoch {epoch + 1}: the loss is {train_loss}; lower --lr"
         )
+    # Only rank 0 evaluates (the others receive its record in :func:`train`).
+    evaluation = setup.evaluation if get_rank() == 0 else {"val": None, "test": None}
     record = {
         "epoch": epoch + 1,
         "lr": lr,
         "train_loss": train_loss,
         "train_acc": train_acc,
-        "val_acc": _accuracy(setup.model, setup.evaluation["val"], setup.device),
-        "test_acc": _accuracy(setup.model, setup.evaluation["test"], setup.device),
+        "val_acc": _accuracy(setup.model, evaluation["val"], setup.device),
+        "test_acc": _accuracy(setup.model, evaluation["test"], setup.device),
         "seconds": seconds,
     }
     every = config.track_flatness
