@@ -15,7 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser", "run", "load_inputs", "AnalysisInputs", "SETTING_OPTIONS"]
+__all__ = [
+    "add_parser",
+    "add_analysis_options",
+    "analysis_settings",
+    "run",
+    "load_inputs",
+    "AnalysisInputs",
+    "SETTING_OPTIONS",
+]
 
 #: Options forwarded to AnalysisSettings: (flag, type, help with the default spelled out).
 SETTING_OPTIONS: tuple[tuple[str, type, str], ...] = (
@@ -55,6 +63,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("checkpoint", metavar="CKPT", help="the checkpoint file")
+    add_analysis_options(parser)
+    metrics = parser.add_argument_group("metrics")
+    metrics.add_argument(
+        "--metrics",
+        default="trace,eigenvalues,density",
+        help="comma-separated: trace, eigenvalues, density, diagonal, sharpness, or all "
+        "(default trace,eigenvalues,density)",
+    )
+    run_group = parser.add_argument_group("output")
+    run_group.add_argument(
+        "--out", metavar="DIR", help="output directory (default ./<checkpoint name>-analysis)"
+    )
+    run_group.add_argument(
+        "--resume", action="store_true", help="keep the finished metrics of DIR/report.json"
+    )
+    run_group.add_argument("--no-figures", action="store_true", help="write the report only")
+    parser.set_defaults(run=run)
+
+
+def add_analysis_options(parser: argparse.ArgumentParser) -> None:
+    """The options that say how to load and analyse a checkpoint: model, data, loss and the
+    estimator settings. Shared by ``analyze``, ``verify``, ``trajectory`` and ``landscape``.
+
+    Setting options are left out of the namespace when not given (``argparse.SUPPRESS``), so
+    :class:`flatscope.analyze.AnalysisSettings` keeps the defaults.
+    """
     source = parser.add_argument_group("model")
     source.add_argument(
         "--model",
@@ -92,14 +126,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="cross_entropy, mse or package.module:callable (default: the loss a flatscope "
         "run trained with, else cross_entropy)",
     )
-    metrics = parser.add_argument_group("metrics")
-    metrics.add_argument(
-        "--metrics",
-        default="trace,eigenvalues,density",
-        help="comma-separated: trace, eigenvalues, density, diagonal, sharpness, or all "
-        "(default trace,eigenvalues,density)",
-    )
-    metrics.add_argument(
+    estimators = parser.add_argument_group("estimators")
+    estimators.add_argument(
         "--params",
         nargs="+",
         metavar="GLOB",
@@ -108,22 +136,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     metavars = {int: "N", float: "X", str: "NAME"}
     for flag, kind, text in SETTING_OPTIONS:
-        metrics.add_argument(
+        estimators.add_argument(
             flag, type=kind, metavar=metavars[kind], default=argparse.SUPPRESS, help=text
         )
-    run_group = parser.add_argument_group("run")
-    run_group.add_argument(
+    estimators.add_argument(
         "--device", default=argparse.SUPPRESS, help="cpu or cuda[:N] (default cpu)"
     )
-    run_group.add_argument(
-        "--out", metavar="DIR", help="output directory (default ./<checkpoint name>-analysis)"
-    )
-    run_group.add_argument(
-        "--resume", action="store_true", help="keep the finished metrics of DIR/report.json"
-    )
-    run_group.add_argument("--no-figures", action="store_true", help="write the report only")
-    run_group.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.set_defaults(run=run)
+    estimators.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def analysis_settings(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
+    """The analysis settings given on the command line, with ``overrides``, validated."""
+    from flatscope.analyze import AnalysisSettings
+
+    settings = {**_settings(args), **overrides}
+    AnalysisSettings(**settings)
+    return settings
 
 
 @contextlib.contextmanager

@@ -3,7 +3,7 @@
 Argument parsing and file writing only: directions come from :mod:`flatscope.landscape.directions`,
 grids from :func:`flatscope.landscape.slice_1d` / :func:`~flatscope.landscape.surface_2d`, figures
 from :mod:`flatscope.plotting.landscape`. Checkpoints, models, data and loss are read with the
-options and rules of ``flatscope analyze`` (:func:`flatscope.cli.verify.add_analysis_options`).
+options and rules of ``flatscope analyze`` (:func:`flatscope.cli.analyze.add_analysis_options`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ example:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``flatscope landscape``."""
-    from flatscope.cli.verify import add_analysis_options
+    from flatscope.cli.analyze import add_analysis_options
 
     parser = subparsers.add_parser(
         "landscape",
@@ -236,8 +236,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from flatscope.analyze import DTYPES, AnalysisSettings, _make_dir, check_output_dir
-    from flatscope.cli.analyze import _spec_errors_as_user_errors, load_inputs
-    from flatscope.cli.verify import analysis_settings
+    from flatscope.cli.analyze import _spec_errors_as_user_errors, analysis_settings, load_inputs
     from flatscope.landscape import slice_1d, surface_2d
     from flatscope.losses import build_loss
     from flatscope.plotting.landscape import plot_slice_1d, plot_surface_2d, plot_surface_3d

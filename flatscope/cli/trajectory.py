@@ -20,7 +20,7 @@ example:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``flatscope trajectory``."""
-    from flatscope.cli.verify import add_analysis_options
+    from flatscope.cli.analyze import add_analysis_options
 
     parser = subparsers.add_parser(
         "trajectory",
@@ -46,7 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Analyse the checkpoints (reusing stored reports), print the table, write the files."""
     from flatscope.analyze import parse_metrics
-    from flatscope.cli.verify import analysis_settings, checkpoint_report
+    from flatscope.cli.analyze import analysis_settings
+    from flatscope.cli.verify import checkpoint_report
     from flatscope.errors import ReportError
     from flatscope.trajectory import trajectory
 

@@ -6,7 +6,7 @@ criterion needs). The verdict logic is :func:`flatscope.verify.verify`. Exit sta
 every claim holds, 1 when one fails or is not established, 2 for bad input.
 
 This module also holds the checkpoint-to-report path that ``flatscope trajectory`` shares
-(:func:`add_analysis_options`, :func:`checkpoint_report`).
+(:func:`checkpoint_report`); the options come from :mod:`flatscope.cli.analyze`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_analysis_options", "add_parser", "checkpoint_report", "is_report_file", "run"]
+__all__ = ["add_parser", "checkpoint_report", "is_report_file", "run"]
 
 HELP = "decide whether a checkpoint sits at a minimum flatter than reference checkpoints"
 
@@ -33,62 +33,6 @@ examples:
 
 exit status: 0 every claim holds; 1 a claim fails or is not established; 2 bad input.
 """
-
-
-def add_analysis_options(parser: argparse.ArgumentParser) -> None:
-    """The options of ``flatscope analyze`` that say how to analyse a checkpoint.
-
-    Setting options are left out of the namespace when not given (``argparse.SUPPRESS``), so
-    :class:`flatscope.analyze.AnalysisSettings` keeps the defaults.
-    """
-    from flatscope.cli.analyze import DEFAULT_SUBSET, SETTING_OPTIONS
-
-    source = parser.add_argument_group("analysis of checkpoints: model")
-    source.add_argument(
-        "--model",
-        metavar="SPEC",
-        help="model spec; optional for checkpoints written by flatscope (as in analyze)",
-    )
-    source.add_argument(
-        "--checkpoint-key", metavar="KEY", help="the entry of a dict checkpoint holding the weights"
-    )
-    source.add_argument(
-        "--unsafe-pickle",
-        action="store_true",
-        help="also read TorchScript archives and pickled modules (only files you trust)",
-    )
-    data = parser.add_argument_group("analysis of checkpoints: data and loss")
-    data.add_argument(
-        "--data", metavar="SPEC", help="data spec (default: the checkpoint's, else digits)"
-    )
-    data.add_argument("--split", default="train", help="train, val or test (default train)")
-    data.add_argument(
-        "--subset",
-        metavar="N|all",
-        help=f"a fixed subset of N samples (default {DEFAULT_SUBSET}; all for the whole split)",
-    )
-    data.add_argument("--batch-size", type=int, metavar="B", help="batch size (default 128)")
-    data.add_argument(
-        "--loss", default="cross_entropy", help="cross_entropy, mse or package.module:callable"
-    )
-    settings = parser.add_argument_group("analysis of checkpoints: estimators")
-    settings.add_argument(
-        "--params", nargs="+", metavar="GLOB", default=argparse.SUPPRESS, help="parameters"
-    )
-    for flag, kind, text in SETTING_OPTIONS:
-        settings.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=text)
-    settings.add_argument("--device", default=argparse.SUPPRESS, help="cpu or cuda[:N]")
-    settings.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def analysis_settings(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
-    """The analysis settings given on the command line, with ``overrides``, validated."""
-    from flatscope.analyze import AnalysisSettings
-    from flatscope.cli.analyze import _settings
-
-    settings = {**_settings(args), **overrides}
-    AnalysisSettings(**settings)
-    return settings
 
 
 def checkpoint_report(
@@ -147,6 +91,7 @@ def is_report_file(path: str | Path) -> bool:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``flatscope verify``."""
+    from flatscope.cli.analyze import add_analysis_options
     from flatscope.verify import DEFAULT_CONFIDENCE, DEFAULT_GRAD_TOL, DEFAULT_NEG_TOL
 
     parser = subparsers.add_parser(
@@ -207,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
     """Verify, print the table (or JSON); 0 when every claim holds, else 1."""
     import json
 
+    from flatscope.cli.analyze import analysis_settings
     from flatscope.errors import FlatscopeError
     from flatscope.io.report import to_jsonable
     from flatscope.verify import check_settings, verify
