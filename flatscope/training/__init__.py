@@ -1,18 +1,9 @@
 """Training-side building blocks: datasets and label noise, and the model zoo."""
 
-from flatscope.training.data import (
-    DATASETS,
-    LABEL_NOISE,
-    SPLITS,
-    DataBundle,
-    DataError,
-    LabelNoise,
-    add_label_noise,
-    asymmetric_map,
-    load_data,
-    load_numpy_pickle,
-)
+from flatscope.training.data import DATASETS, SPLITS, DataBundle, DataError, load_data
+from flatscope.training.label_noise import LABEL_NOISE, LabelNoise, add_label_noise, asymmetric_map
 from flatscope.training.models import MODELS, build_model, model_spec
+from flatscope.training.safe_pickle import load_numpy_pickle
 from flatscope.training.schedules import SCHEDULES, build_schedule, schedule_spec
 from flatscope.training.trainer import (
     OPTIMIZERS,

@@ -41,188 +41,42 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
-import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 
-from flatscope.errors import FlatscopeError
-from flatscope.specs import Registry, SpecError, accepts_keyword, format_value, parse_spec
+from flatscope.specs import Registry, SpecError, accepts_keyword, parse_spec
+from flatscope.training.cifar import cifar10, cifar10n
+from flatscope.training.data_error import DataError
+from flatscope.training.label_noise import LabelNoise, add_label_noise
+from flatscope.training.random_streams import (
+    SHUFFLE_STREAM,
+    SUBSET_STREAM,
+    check_seed,
+    stream_generator,
+)
+from flatscope.training.splits import SplitData, split_indices
 
 __all__ = [
     "DATASETS",
-    "LABEL_NOISE",
     "SPLITS",
-    "CIFAR10_CLASSES",
-    "CIFAR10_MEAN",
-    "CIFAR10_STD",
     "DataError",
     "DataBundle",
     "LabelNoise",
     "load_data",
-    "add_label_noise",
-    "asymmetric_map",
-    "load_numpy_pickle",
 ]
 
 SPLITS = ("train", "val", "test")
-CIFAR10_CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 DEFAULT_BATCH_SIZE = 128
-
-_NOISE_STREAM, _SUBSET_STREAM, _SHUFFLE_STREAM = 1, 2, 3
 
 DATASETS = Registry("data", context=("split",))
 
 
-class DataError(FlatscopeError, ValueError):
-    """Data that cannot be read or used: a missing or unsafe file, an empty split, bad labels."""
-
-
-def _check_seed(seed: int, what: str = "seed") -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise DataError(f"{what} must be a non-negative integer, got {seed!r}")
-    return seed
-
-
-def _generator(seed: int, *stream: int) -> torch.Generator:
-    """A torch generator for one named random stream of ``seed`` (via ``numpy.SeedSequence``)."""
-    state = np.random.SeedSequence([_check_seed(seed), *stream]).generate_state(1, np.uint64)
-    return torch.Generator().manual_seed(int(state[0]))
-
-
-# --- reading pickles without running code -------------------------------------------------
-
-_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]
-_FROMBUFFER = np.ndarray.__reduce_ex__(np.zeros(1), 5)[0]
-
-
-def _safe_dtype(*args: Any) -> np.dtype:
-    dtype = np.dtype(*args)
-    if dtype.hasobject:
-        raise DataError("refusing a pickled numpy array of Python objects: only numeric data")
-    return dtype
-
-
-def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
-    """``_codecs.encode`` as protocol-2 pickles use it for ``bytes``; nothing else allowed."""
-    if encoding not in ("latin1", "latin-1"):
-        raise DataError(f"refusing a pickled call to codecs.encode with encoding {encoding!r}")
-    return text.encode("latin1")
-
-
-# What a pickle of numpy arrays, bytes, strings, lists and dicts may name: numpy's array
-# reconstruction (legacy ``numpy.core`` and numpy 2's ``numpy._core`` module names), dtypes
-# without Python objects, and latin-1 encoding of bytes. Nothing here can run other code.
-_NUMPY_PICKLE_GLOBALS: dict[tuple[str, str], Callable] = {
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
-    ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): _safe_dtype,
-    ("_codecs", "encode"): _latin1_encode,
-}
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    def __init__(self, file: Any, path: Path) -> None:
-        super().__init__(file, encoding="latin1")
-        self._path = path
-
-    def find_class(self, module: str, name: str) -> Callable:
-        try:
-            return _NUMPY_PICKLE_GLOBALS[(module, name)]
-        except KeyError:
-            raise DataError(
-                f"refusing to load {self._path}: it asks to call {module}.{name}, but it should "
-                "hold only numpy arrays, lists and strings"
-            ) from None
-
-
-def load_numpy_pickle(path: str | Path) -> Any:
-    """Unpickle a file of numpy arrays, bytes, strings, numbers, lists and dicts, safely.
-
-    Any other global the pickle names (``os.system``, ``builtins.eval``, any class) is refused
-    with :class:`DataError` before it is called. Python 2 pickles (such as the CIFAR-10
-    batches) are read with ``encoding="latin1"``, as numpy requires.
-    """
-    path = Path(path)
-    try:
-        with path.open("rb") as file:
-            return _NumpyOnlyUnpickler(file, path).load()
-    except DataError:
-        raise
-    except Exception as error:  # a corrupt pickle can fail in many ways; none may escape raw
-        raise DataError(f"cannot read {path}: {type(error).__name__}: {error}") from None
-
-
-def _torch_load_numpy(path: Path) -> Any:
-    """``torch.load(weights_only=True)`` that also accepts numeric numpy arrays."""
-    allowed = [
-        (obj, f"{module}.{name}")
-        for (module, name), obj in _NUMPY_PICKLE_GLOBALS.items()
-        if obj is not _safe_dtype
-    ]
-    # torch rebuilds dtypes itself and asks for each numeric dtype class by name.
-    numeric = np.typecodes["AllInteger"] + np.typecodes["AllFloat"] + "?"
-    allowed += [np.dtype, *{type(np.dtype(code)) for code in numeric}]
-    try:
-        with torch.serialization.safe_globals(allowed):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # corrupt zip, refused global, truncated file, ...
-        raise DataError(
-            f"cannot read {path} as a weights-only torch file: {_torch_load_reason(error)}"
-        ) from None
-
-
-def _torch_load_reason(error: Exception) -> str:
-    """The informative line of a ``torch.load`` error (its messages are many lines long)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    refused = [line for line in lines if "GLOBAL" in line]
-    if refused:
-        return refused[0]
-    if lines and not lines[0].startswith("Weights only load failed"):
-        return lines[0].split(". ")[0]
-    return f"{type(error).__name__} (it holds more than tensors and numeric numpy arrays)"
-
-
 # --- built-in datasets ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _SplitData:
-    inputs: torch.Tensor
-    labels: torch.Tensor
-    num_classes: int
-    class_names: tuple[str, ...] | None = None
-    clean_labels: torch.Tensor | None = None
-
-
-def _split_indices(n: int, split: str, split_seed: int, n_val: int, n_test: int) -> np.ndarray:
-    """Sorted indices of ``split`` under a fixed permutation: test first, then val, then train."""
-    order = np.random.default_rng(_check_seed(split_seed, "split_seed")).permutation(n)
-    bounds = {"test": (0, n_test), "val": (n_test, n_test + n_val), "train": (n_test + n_val, n)}
-    start, stop = bounds[split]
-    return np.sort(order[start:stop])
 
 
 def _fifth(n: int) -> int:
@@ -238,14 +92,14 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 
 @DATASETS.register("digits")
-def digits(*, split: str, split_seed: int = 0) -> _SplitData:
+def digits(*, split: str, split_seed: int = 0) -> SplitData:
     """scikit-learn's 8x8 digits, scaled to [0, 1], split 60/20/20 by ``split_seed``."""
     all_images, all_labels = _digits_arrays()
     n = len(all_labels)
-    index = _split_indices(n, split, split_seed, _fifth(n), _fifth(n))
+    index = split_indices(n, split, split_seed, _fifth(n), _fifth(n))
     images = torch.as_tensor(all_images[index] / 16.0, dtype=torch.float32).unsqueeze(1)
     labels = torch.as_tensor(all_labels[index], dtype=torch.int64)
-    return _SplitData(images, labels, 10, tuple(str(digit) for digit in range(10)))
+    return SplitData(images, labels, 10, tuple(str(digit) for digit in range(10)))
 
 
 @DATASETS.register("synthetic")
@@ -257,293 +111,22 @@ def synthetic(
     classes: int = 4,
     seed: int = 0,
     separation: float = 2.0,
-) -> _SplitData:
+) -> SplitData:
     """Gaussian blobs: ``x = separation * mu[y] + N(0, I_d)`` with ``mu[c] ~ N(0, I_d)``."""
     if n < 1 or d < 1 or classes < 2:
         raise SpecError(
             f"data 'synthetic' needs n >= 1, d >= 1, classes >= 2; got {n}, {d}, {classes}"
         )
-    generator = _generator(seed)
+    generator = stream_generator(seed)
     means = separation * torch.randn(classes, d, generator=generator)
     labels = torch.randint(0, classes, (n,), generator=generator)
     inputs = means[labels] + torch.randn(n, d, generator=generator)
-    index = torch.as_tensor(_split_indices(n, split, seed, _fifth(n), _fifth(n)))
-    return _SplitData(inputs[index], labels[index], classes)
+    index = torch.as_tensor(split_indices(n, split, seed, _fifth(n), _fifth(n)))
+    return SplitData(inputs[index], labels[index], classes)
 
 
-def _cifar_folder(path: str) -> Path:
-    root = Path(path).expanduser()
-    for folder in (root / "cifar-10-batches-py", root):
-        if (folder / "data_batch_1").is_file():
-            return folder
-    raise DataError(
-        f"no CIFAR-10 batches under {root}: expected data_batch_1..5, test_batch and "
-        "batches.meta there or in its cifar-10-batches-py folder (the python version of "
-        "CIFAR-10, as torchvision's CIFAR10(root, download=True) leaves it)"
-    )
-
-
-def _text_keys(record: Any, path: Path) -> dict[str, Any]:
-    if not isinstance(record, dict):
-        raise DataError(f"{path} holds a {type(record).__name__}, not a CIFAR batch dict")
-    return {key.decode("latin1") if isinstance(key, bytes) else key: v for key, v in record.items()}
-
-
-def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    if not path.is_file():
-        raise DataError(f"missing CIFAR-10 batch file {path}")
-    record = _text_keys(load_numpy_pickle(path), path)
-    data, labels = record.get("data"), record.get("labels")
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
-        raise DataError(f"{path}: 'data' must be a uint8 array of shape (N, 3072)")
-    try:
-        labels = np.asarray(labels if labels is not None else [], dtype=np.int64)
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: 'labels' must be a list of integers") from None
-    if data.shape[1] != 3 * 32 * 32 or labels.shape != (len(data),):
-        raise DataError(
-            f"{path}: expected data of shape (N, 3072) and N labels, got {data.shape} and "
-            f"{labels.shape}"
-        )
-    if len(labels) and (labels.min() < 0 or labels.max() >= len(CIFAR10_CLASSES)):
-        raise DataError(f"{path}: labels must lie in 0..9")
-    return data, labels
-
-
-def _read_cifar(folder: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
-    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
-    parts = [_read_cifar_batch(folder / name) for name in names]
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-
-def _cifar_class_names(folder: Path) -> tuple[str, ...]:
-    meta_path = folder / "batches.meta"
-    if not meta_path.is_file():
-        return CIFAR10_CLASSES
-    names = _text_keys(load_numpy_pickle(meta_path), meta_path).get("label_names")
-    if not isinstance(names, list) or len(names) != len(CIFAR10_CLASSES):
-        raise DataError(f"{meta_path}: 'label_names' must list the 10 class names")
-    return tuple(n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names)
-
-
-def _normalise_cifar(data: np.ndarray) -> torch.Tensor:
-    images = torch.from_numpy(data).view(-1, 3, 32, 32).to(torch.float32).div_(255.0)
-    mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
-    return images.sub_(mean).div_(std)
-
-
-def _train_index(num_train: int, split: str, val: int, split_seed: int) -> np.ndarray:
-    """Indices of ``train`` or ``val`` when ``val`` training images are held out."""
-    if split == "val" and val == 0:
-        raise DataError(
-            "CIFAR-10 has no val split by default: hold training images out, for example "
-            "cifar10:PATH,val=5000"
-        )
-    if not 0 <= val < num_train:
-        raise SpecError(f"CIFAR-10: val must lie in [0, {num_train}), got {val}")
-    return _split_indices(num_train, split, split_seed, val, 0)
-
-
-@DATASETS.register("cifar10")
-def cifar10(path: str, *, split: str, val: int = 0, split_seed: int = 0) -> _SplitData:
-    """CIFAR-10 from torchvision's on-disk python batches, normalised per channel."""
-    folder = _cifar_folder(path)
-    data, labels = _read_cifar(folder, train=split != "test")
-    if split != "test":
-        index = _train_index(len(labels), split, val, split_seed)
-        data, labels = data[index], labels[index]
-    return _SplitData(
-        _normalise_cifar(data), torch.from_numpy(labels), 10, _cifar_class_names(folder)
-    )
-
-
-_CIFAR10N_KEYS = {
-    "clean": "clean_label",
-    "aggre": "aggre_label",
-    "worse": "worse_label",
-    "random1": "random_label1",
-    "random2": "random_label2",
-    "random3": "random_label3",
-}
-
-
-def _human_labels(
-    path: str, folder: Path, human: str | None, labels: str, clean: np.ndarray
-) -> np.ndarray:
-    """The chosen CIFAR-10N labels, checked against the CIFAR-10 training labels ``clean``."""
-    key = _CIFAR10N_KEYS.get(labels, labels)
-    if key not in _CIFAR10N_KEYS.values():
-        raise SpecError(
-            f"data 'cifar10n': unknown labels {labels!r}; choose one of {', '.join(_CIFAR10N_KEYS)}"
-        )
-    if human:
-        candidates = [Path(human).expanduser()]
-    else:
-        candidates = [Path(path).expanduser() / "CIFAR-10_human.pt", folder / "CIFAR-10_human.pt"]
-    found = next((file for file in candidates if file.is_file()), None)
-    if found is None:
-        raise DataError(
-            f"no CIFAR-10N label file at {' or '.join(map(str, candidates))}: download "
-            "CIFAR-10_human.pt from the CIFAR-N release, or name it with human=FILE"
-        )
-    record = _torch_load_numpy(found)
-    if not isinstance(record, dict) or key not in record:
-        raise DataError(f"{found} holds no {key!r} entry; is it CIFAR-10_human.pt?")
-    try:
-        chosen = np.asarray(record[key]).reshape(-1).astype(np.int64)
-    except (TypeError, ValueError):
-        raise DataError(f"{found}: {key!r} must hold integer labels") from None
-    if chosen.shape != clean.shape:
-        raise DataError(
-            f"{found} has {len(chosen)} labels but CIFAR-10 has {len(clean)} training images"
-        )
-    if "clean_label" in record and not np.array_equal(np.asarray(record["clean_label"]), clean):
-        raise DataError(f"{found}: clean_label does not match the CIFAR-10 training labels")
-    if chosen.min() < 0 or chosen.max() >= len(CIFAR10_CLASSES):
-        raise DataError(f"{found}: {key} labels must lie in 0..9")
-    return chosen
-
-
-@DATASETS.register("cifar10n")
-def cifar10n(
-    path: str,
-    *,
-    split: str,
-    labels: str = "worse",
-    human: str | None = None,
-    val: int = 0,
-    split_seed: int = 0,
-) -> _SplitData:
-    """CIFAR-10 images with CIFAR-10N human labels on the training images (train and val)."""
-    if split == "test":
-        return cifar10(path, split=split)
-    folder = _cifar_folder(path)
-    data, clean = _read_cifar(folder, train=True)
-    noisy = _human_labels(path, folder, human, labels, clean)
-    index = _train_index(len(clean), split, val, split_seed)
-    return _SplitData(
-        _normalise_cifar(data[index]),
-        torch.from_numpy(noisy[index]),
-        10,
-        _cifar_class_names(folder),
-        clean_labels=torch.from_numpy(clean[index]),
-    )
-
-
-# --- label noise ---------------------------------------------------------------------------
-
-NOISE_KINDS = ("symmetric", "asymmetric")
-
-
-@dataclass(frozen=True)
-class LabelNoise:
-    """Synthetic label noise: each label changes with probability ``rate``.
-
-    ``symmetric``: to a class drawn uniformly from the other ``k - 1`` classes.
-    ``asymmetric``: to ``asymmetric_map(k, class_names)[label]`` (similar-class confusions).
-    ``seed`` (optional) fixes the noise independently of the seed of :func:`load_data`.
-    Spec form: ``symmetric:0.4`` or ``asymmetric:rate=0.2,seed=3``.
-    """
-
-    kind: str
-    rate: float
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in NOISE_KINDS:
-            raise SpecError(
-                f"unknown label noise {self.kind!r}; choose one of {', '.join(NOISE_KINDS)}"
-            )
-        if isinstance(self.rate, bool) or not isinstance(self.rate, (int, float)):
-            raise SpecError(f"label noise rate must be a number in [0, 1), got {self.rate!r}")
-        if not (math.isfinite(self.rate) and 0 <= self.rate < 1):
-            raise SpecError(f"label noise rate must lie in [0, 1), got {self.rate}")
-        object.__setattr__(self, "rate", float(self.rate))
-        if self.seed is not None:
-            _check_seed(self.seed, "label noise seed")
-
-    @property
-    def spec(self) -> str:
-        """The canonical spec, e.g. ``symmetric:rate=0.4``."""
-        seed = "" if self.seed is None else f",seed={self.seed}"
-        return f"{self.kind}:rate={format_value(self.rate)}{seed}"
-
-    @classmethod
-    def parse(cls, spec: str | LabelNoise) -> LabelNoise:
-        """A :class:`LabelNoise` from its spec (a :class:`LabelNoise` passes through)."""
-        return spec if isinstance(spec, LabelNoise) else LABEL_NOISE.build(spec)
-
-
-LABEL_NOISE = Registry("label noise", allow_import=False)
-
-
-def _noise_factory(kind: str) -> Callable[..., LabelNoise]:
-    def make(rate: float, *, seed: int | None = None) -> LabelNoise:
-        return LabelNoise(kind, rate, seed)
-
-    make.__doc__ = f"{kind.capitalize()} label noise with probability ``rate``."
-    return make
-
-
-for _kind in NOISE_KINDS:
-    LABEL_NOISE.register(_kind)(_noise_factory(_kind))
-
-# Patrini et al., "Making Deep Neural Networks Robust to Label Noise: a Loss Correction
-# Approach" (CVPR 2017): truck -> automobile, bird -> airplane, deer -> horse, cat <-> dog.
-_CIFAR10_CONFUSIONS = {
-    "truck": "automobile",
-    "bird": "airplane",
-    "deer": "horse",
-    "cat": "dog",
-    "dog": "cat",
-}
-
-
-def asymmetric_map(num_classes: int, class_names: Sequence[str] | None = None) -> torch.Tensor:
-    """The class each label turns into under asymmetric noise, as an ``int64`` tensor.
-
-    CIFAR-10 (recognised by its class names) uses the confusions of Patrini et al. (CVPR 2017);
-    classes outside them stay unchanged. Any other ``k`` classes map ``c -> (c + 1) mod k``.
-    """
-    if class_names is not None and tuple(class_names) == CIFAR10_CLASSES:
-        index = {name: i for i, name in enumerate(CIFAR10_CLASSES)}
-        return torch.tensor([index[_CIFAR10_CONFUSIONS.get(n, n)] for n in CIFAR10_CLASSES])
-    return (torch.arange(num_classes) + 1) % num_classes
-
-
-def add_label_noise(
-    labels: torch.Tensor,
-    num_classes: int,
-    noise: LabelNoise | str,
-    *,
-    seed: int = 0,
-    class_names: Sequence[str] | None = None,
-) -> torch.Tensor:
-    """Return a noisy copy of ``labels``: each changes with probability ``noise.rate``.
-
-    Which labels change is a Bernoulli(rate) draw per sample, so the number changed is
-    Binomial(N, rate) for symmetric noise. The draws come from a generator seeded by
-    ``noise.seed`` if set, else by ``seed``; the same seed gives the same labels.
-    """
-    noise = LabelNoise.parse(noise)
-    labels = torch.as_tensor(labels)
-    dtype = labels.dtype
-    if labels.ndim != 1 or dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
-        raise DataError(f"labels must be a 1-D integer tensor, got {labels.dtype} {labels.shape}")
-    if num_classes < 2:
-        raise DataError(f"label noise needs at least 2 classes, got {num_classes}")
-    labels = labels.to(torch.int64)
-    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-        raise DataError(f"labels must lie in 0..{num_classes - 1} for label noise")
-    generator = _generator(noise.seed if noise.seed is not None else seed, _NOISE_STREAM)
-    flip = torch.rand(len(labels), generator=generator) < noise.rate
-    if noise.kind == "symmetric":
-        shift = torch.randint(1, num_classes, (len(labels),), generator=generator)
-        target = (labels + shift) % num_classes
-    else:
-        target = asymmetric_map(num_classes, class_names)[labels]
-    return torch.where(flip, target, labels)
+DATASETS.register("cifar10")(cifar10)
+DATASETS.register("cifar10n")(cifar10n)
 
 
 # --- bundles and loaders -------------------------------------------------------------------
@@ -654,8 +237,8 @@ class DataBundle:
         size = _check_batch_size(self.batch_size if batch_size is None else batch_size)
         # Always a generator of our own: a DataLoader without one draws its base seed from the
         # global generator on every pass, even when it does not shuffle.
-        epoch = _check_seed(epoch, "epoch")
-        generator = _generator(self.seed if seed is None else seed, _SHUFFLE_STREAM, epoch)
+        epoch = check_seed(epoch, "epoch")
+        generator = stream_generator(self.seed if seed is None else seed, SHUFFLE_STREAM, epoch)
         dataset, collate = self.dataset, self.collate_fn
         if isinstance(dataset, TensorDataset) and collate is None:
             dataset, collate = _BatchedTensorDataset(*dataset.tensors), _whole_batch
@@ -716,7 +299,7 @@ class DataBundle:
                 f"subset must be an integer in 1..{len(self)} (the size of split "
                 f"{self.split!r}), got {size!r}"
             )
-        order = torch.randperm(len(self), generator=_generator(self.seed, _SUBSET_STREAM))
+        order = torch.randperm(len(self), generator=stream_generator(self.seed, SUBSET_STREAM))
         index = order[:size].sort().values
         if isinstance(self.dataset, TensorDataset):
             dataset: Dataset = TensorDataset(
@@ -771,7 +354,7 @@ def _build_split(spec: str, split: str, seed: int, batch_size: int | None) -> Da
         )
     result = DATASETS.build(parsed, split=split)
     canonical = DATASETS.canonical(parsed)
-    if isinstance(result, _SplitData):
+    if isinstance(result, SplitData):
         bundle = DataBundle(
             TensorDataset(result.inputs, result.labels),
             canonical,
@@ -829,7 +412,7 @@ def load_data(
         label_noise: a :class:`LabelNoise` or its spec, e.g. ``"symmetric:0.4"``.
         labels: replacement labels for the whole split.
     """
-    _check_seed(seed)
+    check_seed(seed)
     if labels is not None and label_noise is not None:
         raise DataError("give labels or label_noise, not both")
     bundle = _build_split(spec, split, seed, batch_size)

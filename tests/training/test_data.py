@@ -1,15 +1,9 @@
-"""Datasets, safe CIFAR reading, label noise, subsets and loaders."""
+"""Datasets from specs, subsets, saved labels, loaders and user factories."""
 
 from __future__ import annotations
 
-import builtins
-import io
 import math
-import os
-import pickle
 import textwrap
-import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,35 +11,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from flatscope.specs import SpecError
-from flatscope.training.data import (
-    CIFAR10_CLASSES,
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    DataBundle,
-    DataError,
-    LabelNoise,
-    add_label_noise,
-    asymmetric_map,
-    load_data,
-    load_numpy_pickle,
-)
-
-
-def _binomial_bound(n: int, p: float) -> float:
-    """Four standard deviations of a Binomial(n, p) count."""
-    return 4 * math.sqrt(n * p * (1 - p))
-
-
-def _sorted_rows(*bundles: DataBundle) -> np.ndarray:
-    """All (input, label) rows of the bundles as one lexicographically sorted float64 matrix."""
-    rows = np.concatenate(
-        [
-            torch.cat([b.dataset.tensors[0].flatten(1), b.labels[:, None]], 1).double().numpy()
-            for b in bundles
-        ]
-    )
-    return rows[np.lexsort(rows.T[::-1])]
-
+from flatscope.training.data import DataBundle, DataError, LabelNoise, load_data
+from tests.training._datasets import binomial_bound, sorted_rows
 
 # --- digits and synthetic ------------------------------------------------------------------
 
@@ -73,7 +40,7 @@ def test_digits_splits_partition_the_whole_dataset_and_are_reproducible():
     )
     splits = [load_data("digits", split) for split in ("train", "val", "test")]
     whole = DataBundle(full, "digits", "all")
-    assert np.array_equal(_sorted_rows(*splits), _sorted_rows(whole))
+    assert np.array_equal(sorted_rows(*splits), sorted_rows(whole))
     again = load_data("digits", "train").dataset.tensors[0]
     assert torch.equal(again, splits[0].dataset.tensors[0])
     other = load_data("digits:split_seed=1", "train").dataset.tensors[0]
@@ -85,7 +52,7 @@ def test_synthetic_blobs_are_reproducible_disjoint_and_unit_variance_within_clas
     train, val, test = (load_data(spec, split) for split in ("train", "val", "test"))
     assert (len(train), len(val), len(test)) == (3000, 1000, 1000)
     assert train.input_shape == (4,) and train.num_classes == 3
-    rows = _sorted_rows(train, val, test)
+    rows = sorted_rows(train, val, test)
     assert len(np.unique(rows, axis=0)) == 5000
     assert torch.equal(load_data(spec).dataset.tensors[0], train.dataset.tensors[0])
     assert not torch.equal(load_data(spec.replace("seed=7", "seed=8")).labels, train.labels)
@@ -95,279 +62,6 @@ def test_synthetic_blobs_are_reproducible_disjoint_and_unit_variance_within_clas
     assert abs(residuals.var() - 1) < 4 * math.sqrt(2 / residuals.numel())
 
 
-# --- CIFAR-10 from torchvision's on-disk format ---------------------------------------------
-
-
-def _legacy_numpy_names(payload: bytes) -> bytes:
-    """Rename numpy 2's modules to the numpy 1 names that older pickles carry."""
-    return payload.replace(b"numpy._core.", b"numpy.core.")
-
-
-def _dump(path: Path, record: dict, protocol: int) -> None:
-    payload = pickle.dumps(record, protocol=protocol)
-    path.write_bytes(_legacy_numpy_names(payload) if protocol == 2 else payload)
-
-
-def _write_fake_cifar(root: Path, protocol: int = 2, per_batch: int = 4, num_test: int = 3):
-    """Five small training batches, a test batch and the meta file, as CIFAR-10 lays them out."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    arrays = {}
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for name in names:
-        n = num_test if name == "test_batch" else per_batch
-        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
-        labels = rng.integers(0, 10, size=n).tolist()
-        record = {b"batch_label": name.encode(), b"labels": labels, b"data": data}
-        _dump(folder / name, record, protocol)
-        arrays[name] = (data, np.array(labels))
-    meta = {b"label_names": [name.encode() for name in CIFAR10_CLASSES], b"num_vis": 3072}
-    _dump(folder / "batches.meta", meta, protocol)
-    train = [arrays[f"data_batch_{i}"] for i in range(1, 6)]
-    return (
-        np.concatenate([a[0] for a in train]),
-        np.concatenate([a[1] for a in train]),
-        arrays["test_batch"],
-    )
-
-
-@pytest.mark.parametrize("protocol", [2, 5])
-def test_cifar10_reads_torchvision_batches_and_normalises_per_channel(tmp_path, protocol):
-    train_data, train_labels, (test_data, test_labels) = _write_fake_cifar(tmp_path, protocol)
-    train = load_data(f"cifar10:{tmp_path}")
-    images, labels = train.dataset.tensors
-    assert images.shape == (20, 3, 32, 32) and images.dtype == torch.float32
-    assert torch.equal(labels, torch.as_tensor(train_labels))
-    assert train.class_names == CIFAR10_CLASSES
-    sample, channel, row, col = 13, 2, 5, 30
-    raw = train_data[sample, channel * 1024 + row * 32 + col]
-    expected = (raw / 255 - CIFAR10_MEAN[channel]) / CIFAR10_STD[channel]
-    assert images[sample, channel, row, col].item() == pytest.approx(expected, rel=1e-6)
-    test = load_data(f"cifar10:{tmp_path / 'cifar-10-batches-py'}", "test")
-    assert torch.equal(test.labels, torch.as_tensor(test_labels))
-    assert len(test) == len(test_data) == 3
-
-
-def test_cifar10_validation_holdout_is_fixed_and_disjoint(tmp_path):
-    _write_fake_cifar(tmp_path)
-    spec = f"cifar10:{tmp_path},val=6"
-    train, val = load_data(spec, "train"), load_data(spec, "val")
-    assert (len(train), len(val)) == (14, 6)
-    everything = load_data(f"cifar10:{tmp_path}")
-    assert np.array_equal(_sorted_rows(train, val), _sorted_rows(everything))
-    assert torch.equal(load_data(spec, "val").dataset.tensors[0], val.dataset.tensors[0])
-    with pytest.raises(DataError, match="no val split by default.*val=5000"):
-        load_data(f"cifar10:{tmp_path}", "val")
-    with pytest.raises(SpecError, match="val must lie in"):
-        load_data(f"cifar10:{tmp_path},val=20")
-
-
-class _Exploit:
-    def __init__(self, call, argument):
-        self.call, self.argument = call, argument
-
-    def __reduce__(self):
-        return self.call, (self.argument,)
-
-
-@pytest.mark.parametrize("call", [os.system, builtins.exec])
-def test_a_pickle_that_would_run_code_is_refused_without_running_it(tmp_path, call):
-    marker = tmp_path / "pwned"
-    command = f"touch {marker}" if call is os.system else f"open({str(marker)!r}, 'w')"
-    _write_fake_cifar(tmp_path)
-    batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"
-    batch.write_bytes(pickle.dumps({b"data": _Exploit(call, command), b"labels": []}))
-    with pytest.raises(DataError, match=r"refusing to load .*data_batch_3: it asks to call"):
-        load_data(f"cifar10:{tmp_path}")
-    assert not marker.exists()
-
-
-@pytest.mark.parametrize(
-    ("payload", "message"),
-    [
-        (pickle.dumps({b"data": np.array([{}, None], dtype=object)}), "Python objects"),
-        (pickle.dumps({b"data": np.zeros(3)})[:-8], "cannot read"),
-        (b"just some text, not a pickle\n", "cannot read"),
-        (pickle.dumps([1, 2, 3]), "not a CIFAR batch dict"),
-        (pickle.dumps({b"data": np.zeros((2, 3072)), b"labels": [0, 1]}), "uint8"),
-        (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}), "N labels"),
-        (pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [10]}), "0..9"),
-    ],
-)
-def test_bad_cifar_batches_give_data_errors(tmp_path, payload, message):
-    _write_fake_cifar(tmp_path)
-    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(payload)
-    with pytest.raises(DataError, match=message):
-        load_data(f"cifar10:{tmp_path}")
-
-
-def test_load_numpy_pickle_reads_plain_containers(tmp_path):
-    record = {"a": [1, 2.5, "x", b"y", None, True], "b": np.arange(6, dtype=np.int16).reshape(2, 3)}
-    path = tmp_path / "record.pkl"
-    path.write_bytes(pickle.dumps(record, protocol=2))
-    loaded = load_numpy_pickle(path)
-    assert loaded["a"] == record["a"]
-    assert np.array_equal(loaded["b"], record["b"]) and loaded["b"].dtype == np.int16
-
-
-def test_missing_cifar_folder_says_what_is_expected(tmp_path):
-    with pytest.raises(DataError, match="no CIFAR-10 batches under .*data_batch_1"):
-        load_data(f"cifar10:{tmp_path}")
-
-
-# --- CIFAR-10N -------------------------------------------------------------------------------
-
-
-def _legacy_torch_file(path: Path) -> None:
-    """Rewrite a torch zip file so its pickle names numpy 1's modules."""
-    source = zipfile.ZipFile(io.BytesIO(path.read_bytes()))
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as target:
-        for item in source.infolist():
-            data = source.read(item.filename)
-            if item.filename.endswith("data.pkl"):
-                data = _legacy_numpy_names(data)
-            target.writestr(item, data)
-    path.write_bytes(buffer.getvalue())
-
-
-@pytest.mark.parametrize("legacy", [False, True])
-def test_cifar10n_uses_the_chosen_human_labels_on_training_images(tmp_path, legacy):
-    _, clean, (_, test_labels) = _write_fake_cifar(tmp_path)
-    worse = (clean + 1 + np.arange(20) % 2) % 10
-    record = {"clean_label": clean, "worse_label": worse, "aggre_label": clean.copy()}
-    human = tmp_path / "CIFAR-10_human.pt"
-    torch.save(record, human)
-    if legacy:
-        _legacy_torch_file(human)
-    bundle = load_data(f"cifar10n:{tmp_path},labels=worse")
-    assert torch.equal(bundle.labels, torch.as_tensor(worse))
-    assert torch.equal(bundle.clean_labels, torch.as_tensor(clean))
-    assert bundle.noisy_mask.all()
-    spec = f"cifar10n:{tmp_path},labels=worse,val=5"
-    val = load_data(spec, "val")
-    assert torch.equal(val.clean_labels[val.noisy_mask], val.clean_labels)
-    assert len(val) + len(load_data(spec, "train")) == 20
-    test = load_data(f"cifar10n:{tmp_path}", "test")
-    assert torch.equal(test.labels, torch.as_tensor(test_labels)) and test.clean_labels is None
-
-
-def test_cifar10n_refuses_mismatched_unknown_or_unsafe_label_files(tmp_path):
-    _, clean, _ = _write_fake_cifar(tmp_path)
-    human = tmp_path / "CIFAR-10_human.pt"
-    spec = f"cifar10n:{tmp_path}"
-    with pytest.raises(DataError, match="no CIFAR-10N label file.*human=FILE"):
-        load_data(spec)
-    torch.save({"clean_label": (clean + 1) % 10, "worse_label": clean}, human)
-    with pytest.raises(DataError, match="clean_label does not match"):
-        load_data(spec)
-    torch.save({"worse_label": clean[:10]}, human)
-    with pytest.raises(DataError, match="has 10 labels but CIFAR-10 has 20"):
-        load_data(spec)
-    with pytest.raises(SpecError, match="unknown labels 'best'"):
-        load_data(f"{spec},labels=best")
-    torch.save({"worse_label": _Exploit(os.system, "true")}, human)
-    with pytest.raises(DataError, match="weights-only torch file: .*GLOBAL .*system"):
-        load_data(spec)
-
-
-# --- label noise ---------------------------------------------------------------------------
-
-
-def _balanced_labels(n: int, k: int) -> torch.Tensor:
-    return torch.arange(n) % k
-
-
-def test_symmetric_noise_flips_a_binomial_fraction_to_uniform_other_classes():
-    n, k, rate = 30_000, 10, 0.3
-    labels = _balanced_labels(n, k)
-    noisy = add_label_noise(labels, k, "symmetric:0.3", seed=5)
-    changed = noisy != labels
-    assert abs(changed.sum().item() - rate * n) < _binomial_bound(n, rate)
-    shift = ((noisy - labels) % k)[changed]
-    counts = torch.bincount(shift, minlength=k)
-    assert counts[0] == 0
-    flipped = changed.sum().item()
-    assert all(
-        abs(c - flipped / (k - 1)) < _binomial_bound(flipped, 1 / (k - 1)) for c in counts[1:]
-    )
-
-
-def test_asymmetric_noise_moves_each_class_to_its_mapped_class():
-    n, k, rate = 20_000, 7, 0.2
-    labels = _balanced_labels(n, k)
-    noisy = add_label_noise(labels, k, LabelNoise("asymmetric", rate), seed=1)
-    changed = noisy != labels
-    assert torch.equal(noisy[changed], (labels[changed] + 1) % k)
-    assert abs(changed.sum().item() - rate * n) < _binomial_bound(n, rate)
-
-
-def test_asymmetric_noise_on_cifar10_uses_the_class_confusions():
-    mapping = asymmetric_map(10, CIFAR10_CLASSES)
-    name = dict(enumerate(CIFAR10_CLASSES))
-    pairs = {(name[c], name[int(mapping[c])]) for c in range(10) if mapping[c] != c}
-    expected = {
-        ("truck", "automobile"),
-        ("bird", "airplane"),
-        ("deer", "horse"),
-        ("cat", "dog"),
-        ("dog", "cat"),
-    }
-    assert pairs == expected
-    n, rate = 20_000, 0.4
-    labels = _balanced_labels(n, 10)
-    noisy = add_label_noise(labels, 10, "asymmetric:0.4", seed=2, class_names=CIFAR10_CLASSES)
-    changed = noisy != labels
-    assert torch.equal(noisy[changed], mapping[labels[changed]])
-    movable = (mapping[labels] != labels).sum().item()
-    assert abs(changed.sum().item() - rate * movable) < _binomial_bound(movable, rate)
-
-
-def test_label_noise_is_reproducible_and_its_own_seed_wins():
-    labels = _balanced_labels(1000, 10)
-    first = add_label_noise(labels, 10, "symmetric:0.5", seed=3)
-    assert torch.equal(first, add_label_noise(labels, 10, "symmetric:0.5", seed=3))
-    assert not torch.equal(first, add_label_noise(labels, 10, "symmetric:0.5", seed=4))
-    fixed = "symmetric:rate=0.5,seed=9"
-    assert torch.equal(
-        add_label_noise(labels, 10, fixed, seed=3), add_label_noise(labels, 10, fixed, seed=4)
-    )
-    assert torch.equal(add_label_noise(labels, 10, "asymmetric:0", seed=3), labels)
-
-
-@pytest.mark.parametrize(
-    ("spec", "error", "message"),
-    [
-        ("symmetric:1.0", SpecError, r"must lie in \[0, 1\)"),
-        ("symmetric:-0.1", SpecError, r"must lie in \[0, 1\)"),
-        ("symmetric:nan", SpecError, r"must lie in \[0, 1\)"),
-        ("symmetric:high", SpecError, "rate expects a number"),
-        ("uniform:0.1", SpecError, "unknown label noise 'uniform'"),
-        ("symmetric:rate=0.1,seed=-1", DataError, "non-negative"),
-    ],
-)
-def test_bad_label_noise_specs_are_refused(spec, error, message):
-    with pytest.raises(error, match=message):
-        LabelNoise.parse(spec)
-
-
-def test_label_noise_spec_round_trips():
-    noise = LabelNoise.parse("asymmetric:rate=0.25,seed=3")
-    assert noise == LabelNoise("asymmetric", 0.25, 3)
-    assert LabelNoise.parse(noise.spec) == noise
-    assert LabelNoise.parse("symmetric:0.4").spec == "symmetric:rate=0.4"
-
-
-def test_bad_labels_for_noise_are_refused():
-    with pytest.raises(DataError, match="0..2"):
-        add_label_noise(torch.tensor([0, 3]), 3, "symmetric:0.1")
-    with pytest.raises(DataError, match="integer"):
-        add_label_noise(torch.tensor([0.0, 1.0]), 3, "symmetric:0.1")
-    with pytest.raises(DataError, match="at least 2 classes"):
-        add_label_noise(torch.tensor([0, 0]), 1, "symmetric:0.1")
-
-
 # --- load_data: noise, saved labels, subsets -------------------------------------------------
 
 
@@ -375,7 +69,7 @@ def test_noisy_training_data_keeps_its_noise_in_every_subset():
     full = load_data("digits", label_noise="symmetric:0.4", seed=3)
     assert full.label_noise == LabelNoise("symmetric", 0.4, seed=3)
     assert torch.equal(load_data("digits", label_noise=full.label_noise.spec).labels, full.labels)
-    assert abs(full.noisy_mask.sum().item() - 0.4 * len(full)) < _binomial_bound(len(full), 0.4)
+    assert abs(full.noisy_mask.sum().item() - 0.4 * len(full)) < binomial_bound(len(full), 0.4)
     assert torch.equal(full.clean_labels, load_data("digits").labels)
     part = load_data("digits", label_noise="symmetric:0.4", seed=3, subset=100)
     assert len(part) == 100
