@@ -57,7 +57,7 @@ from flatscope.linalg.trace import METHODS as TRACE_METHODS
 from flatscope.losses import LossFn, build_loss
 from flatscope.losses import loss_spec as canonical_loss_spec
 from flatscope.operators.base import LinearOperator
-from flatscope.operators.distributed import barrier, get_rank, get_world_size
+from flatscope.operators.distributed import barrier, get_rank, shard_batches
 from flatscope.operators.hessian import HessianOperator
 from flatscope.operators.params import select_parameters
 from flatscope.progress import Progress
@@ -284,7 +284,7 @@ def _data_header(data: Any, data_spec: str | None) -> tuple[Any, dict[str, Any]]
         }
         # under torch.distributed each rank takes every world-th batch: the operator's
         # all-reduced weighted sums then cover every sample once
-        return data.batches()[get_rank() :: get_world_size()], header
+        return shard_batches(data.batches()), header
     return data, {"spec": data_spec or "custom"}
 
 

@@ -153,6 +153,7 @@ def _directions(
         pca_directions,
         random_directions,
     )
+    from flatscope.operators.distributed import shard_batches
     from flatscope.trajectory import run_checkpoints
 
     dims, seed, params = args.dims, settings.seed, settings.params
@@ -164,7 +165,7 @@ def _directions(
         found = eigen_directions(
             model,
             loss_fn,
-            data.batches(),
+            shard_batches(data.batches()),
             dims,
             params=params,
             tol=settings.eig_tol,
@@ -236,9 +237,15 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from flatscope.analyze import DTYPES, AnalysisSettings, _make_dir, check_output_dir
-    from flatscope.cli.analyze import _spec_errors_as_user_errors, analysis_settings, load_inputs
+    from flatscope.cli.analyze import (
+        _process_group,
+        _spec_errors_as_user_errors,
+        analysis_settings,
+        load_inputs,
+    )
     from flatscope.landscape import slice_1d, surface_2d
     from flatscope.losses import build_loss
+    from flatscope.operators.distributed import get_rank, shard_batches
     from flatscope.plotting.landscape import plot_slice_1d, plot_surface_2d, plot_surface_3d
     from flatscope.plotting.report_figures import save_figure
     from flatscope.trajectory import run_checkpoints
@@ -250,7 +257,9 @@ def run(args: argparse.Namespace) -> int:
     if kind == "pca":
         run_checkpoints(target)  # a missing or empty run directory fails before any work
     written, lines, slices = [], [], []
-    with _spec_errors_as_user_errors():
+    # under torchrun every rank evaluates its shard of the batches; rank 0 writes and prints
+    with _spec_errors_as_user_errors(), _process_group(settings.device):
+        writer = get_rank() == 0
         for path, label in zip(args.checkpoints, _labels(args.checkpoints), strict=True):
             inputs = load_inputs(args, path, settings.seed)
             checkpoint, model, spec, data = (
@@ -261,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
             )
             loss_fn = build_loss(inputs.loss)
             found = _directions(kind, target, args, path, model, loss_fn, data, settings, span)
-            if not args.quiet:
+            if not args.quiet and writer:
                 points = resolution**args.dims
                 print(f"{label}: evaluating {points} points ({found.note})", file=sys.stderr)
             common = dict(
@@ -275,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
                 result = slice_1d(
                     model,
                     loss_fn,
-                    data.batches(),
+                    shard_batches(data.batches()),
                     found.directions[0],
                     steps=resolution,
                     span=found.spans[0],
@@ -285,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
                 result = surface_2d(
                     model,
                     loss_fn,
-                    data.batches(),
+                    shard_batches(data.batches()),
                     *found.directions,
                     steps=resolution,
                     span=tuple(found.spans),
@@ -302,17 +311,21 @@ def run(args: argparse.Namespace) -> int:
                 directions_arg=args.directions,
                 spans=[list(s) for s in found.spans],
             )
+            lines.append(_summary_line(label, result, found.note))
+            if not writer:
+                continue
             _make_dir(out)
             npz = out / f"{label}-{kind}-{args.dims}d.npz"
             result.save_npz(npz)
             written.append(npz)
-            lines.append(_summary_line(label, result, found.note))
             if args.dims == 1:
                 slices.append(result)
             else:
                 stem = out / f"{label}-{kind}"
                 written += save_figure(plot_surface_2d(result), f"{stem}-contour")
                 written += save_figure(plot_surface_3d(result), f"{stem}-surface")
+    if not writer:
+        return 0
     if slices:
         written += save_figure(plot_slice_1d(slices), out / f"slice-{kind}")
     print("\n".join(lines))

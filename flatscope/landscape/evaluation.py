@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
+from flatscope.operators.distributed import all_reduce_sum, is_distributed
 from flatscope.operators.hessian import HessianOperator, LossFn
 from flatscope.operators.params import unflatten
 
@@ -120,6 +121,11 @@ class LossEvaluator:
             not isinstance(points_per_pass, int) or points_per_pass < 1
         ):
             raise ValueError(f"points_per_pass must be a positive integer, got {points_per_pass!r}")
+        if bn_recompute and is_distributed():
+            raise ValueError(
+                "bn_recompute needs every sample on one process: BatchNorm statistics of one "
+                "rank's shard are not those of the whole dataset; run it without torchrun"
+            )
         self.operator = HessianOperator(model, loss_fn, data, params, device=device, dtype=dtype)
         self.origin = self.operator.flat_params()
         self.dim = self.origin.numel()
@@ -247,8 +253,10 @@ class LossEvaluator:
                 totals.append(total)
                 corrects.append(correct)
                 start = stop
-        accuracy = torch.cat(corrects) / self.num_samples if self._pass.classify else None
-        return torch.cat(totals) / self.num_samples, accuracy
+        # under torch.distributed each rank summed its shard: add the ranks' sums
+        totals, corrects = all_reduce_sum(torch.cat(totals)), all_reduce_sum(torch.cat(corrects))
+        accuracy = corrects / self.num_samples if self._pass.classify else None
+        return totals / self.num_samples, accuracy
 
     def _chunk_totals(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss sums and correct counts ``(k,)`` at the rows of ``W``: vectorised, or a loop."""
@@ -275,4 +283,5 @@ class LossEvaluator:
                 g, loss = grad_and_value(op._batch_loss)(weights, inputs, targets)
                 gradient += g * n
                 total += loss.detach().to(torch.float64) * n
+        total, gradient = all_reduce_sum(total), all_reduce_sum(gradient)
         return float(total / self.num_samples), gradient / self.num_samples

@@ -29,6 +29,7 @@ __all__ = [
     "get_world_size",
     "all_reduce_sum",
     "barrier",
+    "shard_batches",
     "init_from_environment",
     "ShardSampler",
 ]
@@ -54,6 +55,15 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if is_distributed():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def shard_batches(batches: list) -> list:
+    """This rank's share of a list of batches: every ``world``-th one, from its rank on.
+
+    With the operator's all-reduced, sample-weighted sums this covers every sample once, for
+    any batch sizes (the whole list in a single process).
+    """
+    return batches[get_rank() :: get_world_size()]
 
 
 def barrier() -> None:

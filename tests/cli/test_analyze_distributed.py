@@ -50,3 +50,30 @@ def test_two_processes_give_the_single_process_report(tmp_path):
         double["spectral_density"]["nodes"], single["spectral_density"]["nodes"], strict=True
     ):
         assert a == pytest.approx(b, **close)
+
+
+def test_two_processes_give_the_single_process_landscape(tmp_path):
+    """``torchrun -m flatscope landscape``: the same surface, written once by rank 0."""
+    import numpy as np
+
+    checkpoint = tmp_path / "model.pt"
+    save_checkpoint(checkpoint, build_model(SPEC, seed=0), model_spec=SPEC, data_spec="digits")
+    options = ["--subset", "100", "--batch-size", "16", "--dtype", "float64", "--quiet"]
+    options += ["--directions", "eigen", "--resolution", "5", "--eig-tol", "1e-8"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    surfaces = {}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    for name, launcher in (
+        ("one", [sys.executable]),
+        ("two", [*torchrun, "--nproc_per_node", "2"]),
+    ):
+        out = tmp_path / name
+        command = [*launcher, "-m", "flatscope", "landscape", str(checkpoint), "--out", str(out)]
+        done = subprocess.run(
+            [*command, *options], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.count("wrote ") == 1, done.stdout
+        with np.load(out / "model-eigen-1d.npz", allow_pickle=False) as saved:
+            surfaces[name] = saved["loss"]
+    np.testing.assert_allclose(surfaces["two"], surfaces["one"], rtol=1e-10)
