@@ -1,4 +1,4 @@
-"""DDP training on 2 Gloo processes keeps the ranks identical and matches one process."""
+"""DDP training on 2 and 3 Gloo processes keeps the ranks identical and matches one process."""
 
 from __future__ import annotations
 
@@ -19,12 +19,11 @@ CASES = {
     "fsgld": {"optimizer": "fsgld", "beta_inv": 1e-4, "antithetic": True},
     "sam": {"optimizer": "sam", "rho": 0.1},
 }
-WORLD = 2
 
 
-def _worker(rank: int, port: int, name: str, root: str) -> None:
+def _worker(rank: int, world: int, port: int, name: str, root: str) -> None:
     dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
     )
     try:
         torch.set_num_threads(1)
@@ -40,16 +39,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_two_ranks_stay_identical_and_match_one_process(name, tmp_path):
+@pytest.mark.parametrize("name, world", [("fsgld", 2), ("sam", 2), ("fsgld", 3)])
+def test_ranks_stay_identical_and_match_one_process(name, world, tmp_path):
     single = train(TrainConfig(**TINY, **CASES[name]), tmp_path / "single")
     root = tmp_path / "ddp"
     root.mkdir()
     mp.start_processes(
-        _worker, args=(_free_port(), name, str(root)), nprocs=WORLD, join=True, start_method="fork"
+        _worker,
+        args=(world, _free_port(), name, str(root)),
+        nprocs=world,
+        join=True,
+        start_method="fork",
     )
-    ranks = [torch.load(root / f"params.{r}") for r in range(WORLD)]
-    assert all(torch.equal(p, q) for p, q in zip(*ranks, strict=True))
+    ranks = [torch.load(root / f"params.{r}") for r in range(world)]
+    assert all(torch.equal(p, q) for rank in ranks[1:] for p, q in zip(ranks[0], rank, strict=True))
     # The same steps on the same batches; only the float32 summation order of the batch
     # gradient differs (two weighted slice means averaged by DDP instead of one mean), a few
     # ulps (~1e-7 relative) per step. Over the 22 steps the drift measured 1.6e-6 (fsgld) and
