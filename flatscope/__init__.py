@@ -9,6 +9,15 @@ from flatscope import optim
 from flatscope.errors import CheckpointError, FlatscopeError, OutputError, ReportError
 from flatscope.io import Report, load_checkpoint, save_checkpoint
 from flatscope.io.report import flatscope_version
+from flatscope.landscape import (
+    average_sharpness,
+    eigen_directions,
+    pca_directions,
+    random_directions,
+    slice_1d,
+    surface_2d,
+    worst_case_sharpness,
+)
 from flatscope.linalg import (
     DiagonalEstimate,
     EigenResult,
@@ -22,7 +31,7 @@ from flatscope.linalg import (
     trace,
 )
 from flatscope.operators import DenseOperator, HessianOperator, LinearOperator, as_operator
-from flatscope.training import DataBundle, LabelNoise, build_model, load_data
+from flatscope.training import DataBundle, LabelNoise, TrainConfig, build_model, load_data, train
 
 __version__ = flatscope_version()
 
@@ -43,6 +52,15 @@ __all__ = [
     "DiagonalEstimate",
     "EigenResult",
     "SpectralDensity",
+    "random_directions",
+    "eigen_directions",
+    "pca_directions",
+    "slice_1d",
+    "surface_2d",
+    "average_sharpness",
+    "worst_case_sharpness",
+    "train",
+    "TrainConfig",
     "Report",
     "load_checkpoint",
     "save_checkpoint",
