@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import flatscope as fs
 from flatscope.linalg import eigenvalues, trace
 from flatscope.operators.distributed import ShardSampler
+from tests._gloo import run_on_gloo
 
 F64 = torch.float64
 NUM_SAMPLES = 23  # uneven shards for 2 and 3 ranks
@@ -40,24 +37,11 @@ def _results(op: fs.HessianOperator) -> dict[str, torch.Tensor]:
     }
 
 
-def _worker(rank: int, world: int, port: int, out: str) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
-    )
-    try:
-        torch.set_num_threads(1)
-        model, dataset = _problem()
-        loader = DataLoader(dataset, batch_size=4, sampler=ShardSampler(dataset))
-        op = fs.HessianOperator(model, nn.CrossEntropyLoss(), loader, dtype=F64)
-        torch.save(_results(op), f"{out}.{rank}")
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _worker(rank: int, out: str) -> None:
+    model, dataset = _problem()
+    loader = DataLoader(dataset, batch_size=4, sampler=ShardSampler(dataset))
+    op = fs.HessianOperator(model, nn.CrossEntropyLoss(), loader, dtype=F64)
+    torch.save(_results(op), f"{out}.{rank}")
 
 
 def test_shard_sampler_partitions_without_padding():
@@ -74,9 +58,7 @@ def test_products_and_estimators_match_single_process(world, tmp_path):
     loader = DataLoader(dataset, batch_size=4)
     single = _results(fs.HessianOperator(model, nn.CrossEntropyLoss(), loader, dtype=F64))
     out = str(tmp_path / "result")
-    mp.start_processes(
-        _worker, args=(world, _free_port(), out), nprocs=world, join=True, start_method="fork"
-    )
+    run_on_gloo(_worker, world, out)
     for r in range(world):
         shard = torch.load(f"{out}.{r}")
         assert int(shard["num_samples"]) == NUM_SAMPLES

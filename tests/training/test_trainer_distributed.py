@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from flatscope.training.trainer import TrainConfig, train
+from tests._gloo import run_on_gloo
 
 # The 1079 digits training samples in batches of 99: odd batches (and a last one of 89) give
 # uneven slices on 2 ranks, which exercises the loss weighting. float32, as the trainer runs.
@@ -21,22 +19,9 @@ CASES = {
 }
 
 
-def _worker(rank: int, world: int, port: int, name: str, root: str) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
-    )
-    try:
-        torch.set_num_threads(1)
-        result = train(TrainConfig(**TINY, **CASES[name]), f"{root}/run")
-        torch.save([p.detach() for p in result.model.parameters()], f"{root}/params.{rank}")
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _worker(rank: int, name: str, root: str) -> None:
+    result = train(TrainConfig(**TINY, **CASES[name]), f"{root}/run")
+    torch.save([p.detach() for p in result.model.parameters()], f"{root}/params.{rank}")
 
 
 @pytest.mark.parametrize("name, world", [("fsgld", 2), ("sam", 2), ("fsgld", 3)])
@@ -44,13 +29,7 @@ def test_ranks_stay_identical_and_match_one_process(name, world, tmp_path):
     single = train(TrainConfig(**TINY, **CASES[name]), tmp_path / "single")
     root = tmp_path / "ddp"
     root.mkdir()
-    mp.start_processes(
-        _worker,
-        args=(world, _free_port(), name, str(root)),
-        nprocs=world,
-        join=True,
-        start_method="fork",
-    )
+    run_on_gloo(_worker, world, name, str(root))
     ranks = [torch.load(root / f"params.{r}") for r in range(world)]
     assert all(torch.equal(p, q) for rank in ranks[1:] for p, q in zip(ranks[0], rank, strict=True))
     # The same steps on the same batches; only the float32 summation order of the batch
