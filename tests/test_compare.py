@@ -13,14 +13,7 @@ from flatscope.errors import FlatscopeError, ReportError
 from flatscope.io import Report
 from flatscope.landscape.surface import LandscapeResult
 from flatscope.linalg import spectral_density
-
-HEADER = {
-    "checkpoint": {"path": "model.pt", "sha256": None},
-    "model": "mlp",
-    "data": {"spec": "digits", "num_samples": 64},
-    "loss": "cross_entropy",
-    "settings": {"seed": 0, "device": "cpu"},
-}
+from tests._reports import HEADER
 
 
 def density(scale: float) -> dict:

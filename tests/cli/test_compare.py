@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from flatscope.cli import main
 from flatscope.io import Report
-
-HEADER = {
-    "checkpoint": {"path": "model.pt", "sha256": None},
-    "model": "mlp",
-    "data": {"spec": "digits", "num_samples": 64},
-    "loss": "cross_entropy",
-    "settings": {"seed": 0, "device": "cpu"},
-}
+from tests._reports import HEADER
 
 
 def write_report(folder, trace: float) -> str:

@@ -9,14 +9,8 @@ import pytest
 from flatscope.cli import main
 from flatscope.io import Report, save_checkpoint
 from flatscope.training.models import build_model
+from tests._reports import HEADER
 
-HEADER = {
-    "checkpoint": {"path": "model.pt", "sha256": None},
-    "model": "mlp",
-    "data": {"spec": "digits", "num_samples": 64},
-    "loss": "cross_entropy",
-    "settings": {"seed": 0, "device": "cpu"},
-}
 MODEL = "mlp:hidden=6,depth=1"
 ANALYSIS = [
     "--subset",
