@@ -24,8 +24,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import flatscope as fs
+from flatscope.data import load_data
+from flatscope.models import build_model
 from flatscope.operators.distributed import ShardSampler, all_reduce_sum
-from flatscope.training import build_model, load_data
 
 
 def _timed(fn, repeats: int) -> float:

@@ -25,7 +25,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 import flatscope as fs
-from flatscope.training.models import build_model
+from flatscope.models.zoo import build_model
 
 
 def _digits(batch_size: int, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -26,7 +26,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from flatscope.landscape import random_directions, surface_2d
-from flatscope.training.models import build_model
+from flatscope.models.zoo import build_model
 
 NUM_SAMPLES = 512
 STEPS = 21

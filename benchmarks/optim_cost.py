@@ -26,8 +26,8 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from flatscope.models.zoo import build_model
 from flatscope.optim import FSGLD, SAM, SGLD
-from flatscope.training.models import build_model
 
 MODELS = {"cnn": ("cnn", (1, 8, 8)), "resnet": ("resnet18:width=16", (3, 32, 32))}
 LR, MOMENTUM, WEIGHT_DECAY, BETA_INV, RHO = 0.05, 0.9, 5e-4, 1e-8, 0.05

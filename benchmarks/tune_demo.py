@@ -2,7 +2,7 @@
 
 Every optimizer gets the same number of tries: 4 learning rates times 4 values of its own second
 hyperparameter (16 configurations), each trained with the demo's exact protocol
-(:func:`flatscope.demo.demo_config`: digits, 40% symmetric label noise, the demo CNN, cosine
+(:func:`flatscope.app.demo.demo_config`: digits, 40% symmetric label noise, the demo CNN, cosine
 schedule, momentum 0.9, batch 128) on tuning seeds that the demo does not use. A configuration
 is scored by its accuracy on the CLEAN labels of the held-out validation split (359 images that
 are never trained on) after the last epoch, averaged over the tuning seeds. The test split is
@@ -12,7 +12,7 @@ never looked at. Second hyperparameters:
 - SAM: the radius rho,
 - fSGLD and SGLD: the temperature beta_inv (fSGLD's sigma coupled, beta_inv^((1+eta)/4), eta 0.1).
 
-The winners go into ``flatscope.demo.TUNED``. Runs that diverge score 0.
+The winners go into ``flatscope.app.demo.TUNED``. Runs that diverge score 0.
 
     python benchmarks/tune_demo.py [--seeds 100 101] [--optimizers sgd sam fsgld sgld] [--lrs ...]
 """
@@ -27,7 +27,7 @@ import time
 
 import torch
 
-from flatscope.demo import demo_config
+from flatscope.app.demo import demo_config
 from flatscope.training.trainer import TrainingError, train
 
 LEARNING_RATES = (0.01, 0.02, 0.05, 0.1)

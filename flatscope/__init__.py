@@ -1,11 +1,18 @@
 """flatscope: Hessian-spectrum and flatness analysis for PyTorch models.
 
 The public API: operators (``HessianOperator``), estimators with error bars (``trace``,
-``diagonal``, ``eigenvalues``, ``spectral_density``), checkpoint and report I/O, the model zoo
-and datasets, and the optimizers in ``flatscope.optim`` (``FSGLD``, ``SGLD``, ``SAM``).
+``diagonal``, ``eigenvalues``, ``spectral_density``), landscapes and sharpness, the
+applications (``analyze``, ``verify``, ``compare``, ``trajectory``), checkpoint and report I/O,
+the model zoo and datasets, and the optimizers in ``flatscope.optim`` (``FSGLD``, ``SGLD``,
+``SAM``).
 """
 
 from flatscope import optim
+from flatscope.app.analyze import analyze
+from flatscope.app.compare import compare
+from flatscope.app.trajectory import trajectory
+from flatscope.app.verify import verify
+from flatscope.data import DataBundle, LabelNoise, load_data
 from flatscope.errors import CheckpointError, FlatscopeError, OutputError, ReportError
 from flatscope.io import Report, load_checkpoint, save_checkpoint
 from flatscope.io.report import flatscope_version
@@ -30,8 +37,9 @@ from flatscope.linalg import (
     spectral_density,
     trace,
 )
+from flatscope.models import build_model
 from flatscope.operators import DenseOperator, HessianOperator, LinearOperator, as_operator
-from flatscope.training import DataBundle, LabelNoise, TrainConfig, build_model, load_data, train
+from flatscope.training import TrainConfig, train
 
 __version__ = flatscope_version()
 
@@ -59,6 +67,10 @@ __all__ = [
     "surface_2d",
     "average_sharpness",
     "worst_case_sharpness",
+    "analyze",
+    "verify",
+    "compare",
+    "trajectory",
     "train",
     "TrainConfig",
     "Report",

@@ -1,9 +1,9 @@
 """``flatscope analyze CKPT``: from a saved checkpoint to a flatness report, figures and a summary.
 
 This module parses arguments, loads the checkpoint, model and data, and calls
-:func:`flatscope.analyze.analyze`; the numbers come from there. Options that only tune the
+:func:`flatscope.app.analyze.analyze`; the numbers come from there. Options that only tune the
 analysis are left out of the namespace when not given (``argparse.SUPPRESS``), so the defaults
-live in one place, :class:`flatscope.analyze.AnalysisSettings`; the help texts quote them.
+live in one place, :class:`flatscope.app.analyze.AnalysisSettings`; the help texts quote them.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
     estimator settings. Shared by ``analyze``, ``verify``, ``trajectory`` and ``landscape``.
 
     Setting options are left out of the namespace when not given (``argparse.SUPPRESS``), so
-    :class:`flatscope.analyze.AnalysisSettings` keeps the defaults.
+    :class:`flatscope.app.analyze.AnalysisSettings` keeps the defaults.
     """
     source = parser.add_argument_group("model")
     source.add_argument(
@@ -147,7 +147,7 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
 
 def analysis_settings(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
     """The analysis settings given on the command line, with ``overrides``, validated."""
-    from flatscope.analyze import AnalysisSettings
+    from flatscope.app.analyze import AnalysisSettings
 
     settings = {**_settings(args), **overrides}
     AnalysisSettings(**settings)
@@ -157,9 +157,9 @@ def analysis_settings(args: argparse.Namespace, **overrides: Any) -> dict[str, A
 @contextlib.contextmanager
 def _spec_errors_as_user_errors() -> Iterator[None]:
     """Spec and data errors are the user's to fix: report them as flatscope errors."""
+    from flatscope.data.datasets import DataError
     from flatscope.errors import FlatscopeError
-    from flatscope.specs import SpecError
-    from flatscope.training.data import DataError
+    from flatscope.models.specs import SpecError
 
     try:
         yield
@@ -190,7 +190,7 @@ def _load_model(checkpoint: Any, spec: str | None) -> tuple[Any, str]:
     """The model with the checkpoint's weights, and the spec the report records."""
     from flatscope.errors import CheckpointError
     from flatscope.io import apply_state_dict
-    from flatscope.training.models import build_model, model_spec
+    from flatscope.models.zoo import build_model, model_spec
 
     spec = spec or checkpoint.model_spec
     if spec is None:
@@ -231,8 +231,8 @@ def load_inputs(args: argparse.Namespace, path: str | Path, seed: int) -> Analys
     analysed with those labels and, without ``--loss``, with that loss, so the Hessian is the
     one of the objective that was minimised.
     """
+    from flatscope.data.datasets import load_data
     from flatscope.io import load_checkpoint
-    from flatscope.training.data import load_data
 
     with _spec_errors_as_user_errors():
         checkpoint = load_checkpoint(
@@ -257,7 +257,7 @@ def load_inputs(args: argparse.Namespace, path: str | Path, seed: int) -> Analys
 
 def run(args: argparse.Namespace) -> int:
     """Analyse the checkpoint; print the summary table. Returns the exit status."""
-    from flatscope.analyze import (
+    from flatscope.app.analyze import (
         REPORT_NAME,
         AnalysisSettings,
         analyze,

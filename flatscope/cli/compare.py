@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the table of shared metrics; with ``--out`` write the files and figures."""
-    from flatscope.compare import ERROR_NOTE, compare, write_comparison
+    from flatscope.app.compare import ERROR_NOTE, compare, write_comparison
     from flatscope.errors import FlatscopeError
 
     if args.labels is not None and len(args.labels) != len(args.inputs):

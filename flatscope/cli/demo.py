@@ -35,7 +35,7 @@ def run_demo(args: argparse.Namespace) -> int:
     """Run the demo with the chosen plan and print its table."""
     import torch
 
-    from flatscope.demo import FULL, QUICK, main_demo, with_seeds
+    from flatscope.app.demo import FULL, QUICK, main_demo, with_seeds
     from flatscope.errors import FlatscopeError
 
     for name in ("seeds", "epochs", "threads"):

@@ -145,7 +145,8 @@ def _directions(
     settings: Any,
     span: float | None,
 ) -> _Directions:
-    from flatscope.analyze import DTYPES
+    from flatscope.app.analyze import DTYPES
+    from flatscope.app.trajectory import run_checkpoints
     from flatscope.landscape import (
         eigen_directions,
         flat_weights,
@@ -154,7 +155,6 @@ def _directions(
         random_directions,
     )
     from flatscope.operators.distributed import shard_batches
-    from flatscope.trajectory import run_checkpoints
 
     dims, seed, params = args.dims, settings.seed, settings.params
     if kind == "random":
@@ -236,7 +236,8 @@ def run(args: argparse.Namespace) -> int:
     """Compute, save and plot the landscapes; print one line per checkpoint."""
     import sys
 
-    from flatscope.analyze import DTYPES, AnalysisSettings, _make_dir, check_output_dir
+    from flatscope.app.analyze import DTYPES, AnalysisSettings, _make_dir, check_output_dir
+    from flatscope.app.trajectory import run_checkpoints
     from flatscope.cli.analyze import (
         _process_group,
         _spec_errors_as_user_errors,
@@ -244,11 +245,10 @@ def run(args: argparse.Namespace) -> int:
         load_inputs,
     )
     from flatscope.landscape import slice_1d, surface_2d
-    from flatscope.losses import build_loss
+    from flatscope.models.losses import build_loss
     from flatscope.operators.distributed import get_rank, shard_batches
     from flatscope.plotting.landscape import plot_slice_1d, plot_surface_2d, plot_surface_3d
     from flatscope.plotting.report_figures import save_figure
-    from flatscope.trajectory import run_checkpoints
 
     kind, target = parse_directions(args.directions)
     resolution, span = _check_grid(args)

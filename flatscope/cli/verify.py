@@ -2,7 +2,7 @@
 
 Reports are read as they are; checkpoints are analysed first with the options of
 ``flatscope analyze`` (the subject with its bottom eigenvalue, which the negative-curvature
-criterion needs). The verdict logic is :func:`flatscope.verify.verify`. Exit status: 0 when
+criterion needs). The verdict logic is :func:`flatscope.app.verify.verify`. Exit status: 0 when
 every claim holds, 1 when one fails or is not established, 2 for bad input.
 
 This module also holds the checkpoint-to-report path that ``flatscope trajectory`` shares
@@ -46,7 +46,7 @@ def checkpoint_report(
 ):
     """Analyse one checkpoint as ``flatscope analyze`` does (same model, data and subset
     rules) and return the :class:`~flatscope.io.report.Report` (no figures)."""
-    from flatscope.analyze import analyze
+    from flatscope.app.analyze import analyze
     from flatscope.cli.analyze import _spec_errors_as_user_errors, load_inputs
 
     inputs = load_inputs(args, path, settings.get("seed", 0))
@@ -91,8 +91,8 @@ def is_report_file(path: str | Path) -> bool:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``flatscope verify``."""
+    from flatscope.app.verify import DEFAULT_CONFIDENCE, DEFAULT_GRAD_TOL, DEFAULT_NEG_TOL
     from flatscope.cli.analyze import add_analysis_options
-    from flatscope.verify import DEFAULT_CONFIDENCE, DEFAULT_GRAD_TOL, DEFAULT_NEG_TOL
 
     parser = subparsers.add_parser(
         "verify",
@@ -152,10 +152,10 @@ def run(args: argparse.Namespace) -> int:
     """Verify, print the table (or JSON); 0 when every claim holds, else 1."""
     import json
 
+    from flatscope.app.verify import check_settings, verify
     from flatscope.cli.analyze import analysis_settings
     from flatscope.errors import FlatscopeError
     from flatscope.io.report import to_jsonable
-    from flatscope.verify import check_settings, verify
 
     try:
         check_settings(args.grad_tol, args.neg_tol, args.confidence)

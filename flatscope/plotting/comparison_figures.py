@@ -190,7 +190,7 @@ def trajectory_figure(points: Sequence[Any]) -> Figure:
     """Four panels against epoch: trace ± standard error, top eigenvalue ± residual, loss
     (analysed data and the epoch's training mean) and accuracy (train, val, test).
 
-    ``points`` are :class:`flatscope.trajectory.TrajectoryPoint` objects (or anything with their
+    ``points`` are :class:`flatscope.app.trajectory.TrajectoryPoint` objects (or anything with their
     attributes); missing numbers are left out of the lines.
     """
     epochs = np.array([p.epoch for p in points], dtype=float)

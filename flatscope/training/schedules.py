@@ -3,7 +3,7 @@
 A schedule maps the index of an epoch (0-based) and the number of epochs to a factor of the
 base learning rate; the trainer sets ``lr = base_lr * factor`` at the start of every epoch.
 Because the factor depends on nothing but ``(epoch, epochs)``, a resumed run needs no scheduler
-state to continue bit for bit. Specs (see :mod:`flatscope.specs` for the syntax):
+state to continue bit for bit. Specs (see :mod:`flatscope.models.specs` for the syntax):
 
 ``constant``
     factor 1.
@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from flatscope.specs import Registry, SpecError
+from flatscope.models.specs import Registry, SpecError
 
 __all__ = ["SCHEDULES", "Schedule", "build_schedule", "schedule_spec"]
 

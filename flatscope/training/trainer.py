@@ -74,11 +74,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from flatscope.data.datasets import DataBundle, DataError, LabelNoise, load_data
 from flatscope.errors import FlatscopeError
 from flatscope.io import apply_state_dict, atomic_write, load_checkpoint, save_checkpoint
 from flatscope.io.report import to_jsonable
 from flatscope.linalg import eigenvalues, trace
-from flatscope.losses import LossFn, build_loss, loss_spec
+from flatscope.models.losses import LossFn, build_loss, loss_spec
+from flatscope.models.specs import SpecError
+from flatscope.models.zoo import build_model, model_spec
 from flatscope.operators import HessianOperator
 from flatscope.operators.distributed import (
     all_reduce_sum,
@@ -89,9 +92,6 @@ from flatscope.operators.distributed import (
 )
 from flatscope.optim import FSGLD, SAM, SGLD
 from flatscope.progress import Progress
-from flatscope.specs import SpecError
-from flatscope.training.data import DataBundle, DataError, LabelNoise, load_data
-from flatscope.training.models import build_model, model_spec
 from flatscope.training.schedules import Schedule, build_schedule
 
 __all__ = ["OPTIMIZERS", "TrainConfig", "TrainingError", "RunResult", "train", "make_optimizer"]

@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from flatscope.analyze import AnalysisSettings, analyze
+from flatscope.app.analyze import AnalysisSettings, analyze
 from flatscope.cli import main
 from flatscope.cli.analyze import SETTING_OPTIONS
+from flatscope.data import load_data
 from flatscope.io import Report, save_checkpoint
-from flatscope.training import build_model, load_data, model_spec
+from flatscope.models import build_model, model_spec
 
 SPEC = "mlp:hidden=8,depth=1"
 SETTINGS = {

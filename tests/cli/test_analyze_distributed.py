@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from flatscope.io import save_checkpoint
-from flatscope.training import build_model
+from flatscope.models import build_model
 
 SPEC = "mlp:hidden=8"
 OPTIONS = ["--subset", "100", "--batch-size", "16", "--dtype", "float64", "--quiet"]

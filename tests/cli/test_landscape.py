@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from flatscope.cli import main
+from flatscope.data.datasets import load_data
 from flatscope.io import apply_state_dict, load_checkpoint, save_checkpoint
 from flatscope.landscape import LandscapeResult
-from flatscope.losses import build_loss
+from flatscope.models.losses import build_loss
+from flatscope.models.zoo import build_model
 from flatscope.operators.hessian import HessianOperator
-from flatscope.training.data import load_data
-from flatscope.training.models import build_model
 
 MODEL = "mlp:hidden=8"
 SUBSET = 64

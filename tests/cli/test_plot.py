@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from flatscope.analyze import analyze
+from flatscope.app.analyze import analyze
 from flatscope.cli import main
-from flatscope.training import build_model, load_data
+from flatscope.data import load_data
+from flatscope.models import build_model
 
 REPO = Path(__file__).resolve().parents[2]
 FIGURES = sorted(

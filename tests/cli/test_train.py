@@ -66,8 +66,9 @@ def test_analyze_reads_a_trained_checkpoint_without_model(tmp_path, capsys):
 
 def test_analyze_uses_the_noisy_labels_and_loss_the_run_trained_on(tmp_path, capsys):
     """The Hessian analysed is the one of the objective that was minimised."""
-    from flatscope.analyze import analyze
-    from flatscope.training import build_model, load_data
+    from flatscope.app.analyze import analyze
+    from flatscope.data import load_data
+    from flatscope.models import build_model
 
     run = tmp_path / "run"
     noise = ["--label-noise", "symmetric:0.4"]

@@ -8,7 +8,7 @@ import pytest
 
 from flatscope.cli import main
 from flatscope.io import Report, save_checkpoint
-from flatscope.training.models import build_model
+from flatscope.models.zoo import build_model
 from tests._reports import HEADER
 
 MODEL = "mlp:hidden=6,depth=1"

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from flatscope.specs import SpecError
+from flatscope.models.specs import SpecError
 from flatscope.training.schedules import build_schedule, schedule_spec
 
 EPOCHS = 12

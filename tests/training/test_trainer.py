@@ -3,10 +3,11 @@ import json
 import pytest
 import torch
 
+from flatscope.data import load_data
 from flatscope.io import apply_state_dict, load_checkpoint
+from flatscope.models import build_model
 from flatscope.operators import HessianOperator
 from flatscope.optim import FSGLD, SAM, SGLD
-from flatscope.training import build_model, load_data
 from flatscope.training.trainer import TrainConfig, TrainingError, make_optimizer, train
 
 TINY = {"model": "mlp:hidden=4", "data": "digits", "batch_size": 128, "lr": 0.05}

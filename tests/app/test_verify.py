@@ -1,4 +1,4 @@
-"""Verdicts of flatscope.verify on constructed cases whose answers are known."""
+"""Verdicts of flatscope.app.verify on constructed cases whose answers are known."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from flatscope.analyze import analyze
-from flatscope.io.report import to_jsonable
-from flatscope.linalg import trace
-from flatscope.verify import (
+from flatscope.app.analyze import analyze
+from flatscope.app.verify import (
     FAIL,
     NOT_ESTABLISHED,
     PASS,
@@ -25,6 +23,8 @@ from flatscope.verify import (
     verify,
     z_critical,
 )
+from flatscope.io.report import to_jsonable
+from flatscope.linalg import trace
 
 F64 = torch.float64
 Z95 = 1.6448536269514722

@@ -3,7 +3,7 @@
 A loss is called as ``loss_fn(outputs, targets)`` and returns the mean loss of the batch, the
 convention of :class:`~flatscope.operators.hessian.HessianOperator`.
 
-Built-in losses (see :mod:`flatscope.specs` for the spec syntax):
+Built-in losses (see :mod:`flatscope.models.specs` for the spec syntax):
 
 ``cross_entropy[:label_smoothing=0.0]``
     ``torch.nn.functional.cross_entropy`` of logits ``(B, C)`` against class indices ``(B,)`` or
@@ -29,7 +29,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from flatscope.specs import Registry, SpecError, parse_spec
+from flatscope.models.specs import Registry, SpecError, parse_spec
 
 __all__ = ["LOSSES", "LossFn", "build_loss", "loss_spec", "cross_entropy", "mse"]
 

@@ -1,4 +1,4 @@
-"""flatscope.compare: shared rows with error bars, run directories, files and figures."""
+"""flatscope.app.compare: shared rows with error bars, run directories, files and figures."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from flatscope.compare import compare, find_report, metric_rows, write_comparison
+from flatscope.app.compare import compare, find_report, metric_rows, write_comparison
 from flatscope.errors import FlatscopeError, ReportError
 from flatscope.io import Report
 from flatscope.landscape.surface import LandscapeResult

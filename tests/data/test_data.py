@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from flatscope.specs import SpecError
-from flatscope.training.data import DataBundle, DataError, LabelNoise, load_data
-from tests.training._datasets import binomial_bound, sorted_rows
+from flatscope.data.datasets import DataBundle, DataError, LabelNoise, load_data
+from flatscope.models.specs import SpecError
+from tests.data._datasets import binomial_bound, sorted_rows
 
 # --- digits and synthetic ------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""flatscope.analyze: report numbers against dense float64 Hessians, resume, refusals."""
+"""flatscope.app.analyze: report numbers against dense float64 Hessians, resume, refusals."""
 
 from __future__ import annotations
 
@@ -14,14 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, hessian
 
-from flatscope.analyze import AnalysisError, analyze, summary
+from flatscope.app.analyze import AnalysisError, analyze, summary
+from flatscope.data import load_data
 from flatscope.errors import OutputError, ReportError
 from flatscope.linalg import diagonal
+from flatscope.models import build_model
 from flatscope.operators.params import flatten, unflatten
-from flatscope.training import build_model, load_data
 
 # the module, even once flatscope/__init__.py exports the function of the same name
-analyze_module = importlib.import_module("flatscope.analyze")
+analyze_module = importlib.import_module("flatscope.app.analyze")
 
 SPEC = "mlp:in_features=4,hidden=3,depth=1,num_classes=3,activation=tanh"
 D = 4 * 3 + 3 + 3 * 3 + 3  # parameters of SPEC

@@ -49,19 +49,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from flatscope.data.datasets import DataBundle
 from flatscope.errors import FlatscopeError, OutputError
 from flatscope.io.checkpoint import LoadedCheckpoint
 from flatscope.io.report import Report
 from flatscope.linalg import diagonal, eigenvalues, spectral_density, trace
 from flatscope.linalg.trace import METHODS as TRACE_METHODS
-from flatscope.losses import LossFn, build_loss
-from flatscope.losses import loss_spec as canonical_loss_spec
+from flatscope.models.losses import LossFn, build_loss
+from flatscope.models.losses import loss_spec as canonical_loss_spec
 from flatscope.operators.base import LinearOperator
 from flatscope.operators.distributed import barrier, get_rank, shard_batches
 from flatscope.operators.hessian import HessianOperator
 from flatscope.operators.params import select_parameters
 from flatscope.progress import Progress
-from flatscope.training.data import DataBundle
 
 __all__ = [
     "AnalysisError",
@@ -471,8 +471,8 @@ def analyze(
         model: the network (left unchanged; products run in eval mode).
         loss_fn: a loss spec (``"cross_entropy"``, ``"mse"``, ``"pkg.mod:fn"``) or a callable
             ``loss_fn(outputs, targets)`` returning the batch-mean loss.
-        data: a :class:`~flatscope.training.data.DataBundle` (from
-            :func:`~flatscope.training.data.load_data`), a ``DataLoader`` without shuffling, a
+        data: a :class:`~flatscope.data.datasets.DataBundle` (from
+            :func:`~flatscope.data.datasets.load_data`), a ``DataLoader`` without shuffling, a
             list of ``(inputs, targets)`` batches or one such tuple.
         metrics: names from :data:`METRICS` (or ``"all"``), as a list or a comma-separated
             string. ``loss`` and ``gradient_norm`` are always recorded.

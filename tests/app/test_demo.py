@@ -1,8 +1,8 @@
 import json
 
-from flatscope import demo
+from flatscope.app import demo
+from flatscope.app.demo import DemoPlan, OptimizerSummary, compare, demo_config, format_table
 from flatscope.cli import main
-from flatscope.demo import DemoPlan, OptimizerSummary, compare, demo_config, format_table
 from flatscope.io import Report
 
 TINY = DemoPlan(

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import grad, hessian, jvp
 
-from flatscope.losses import build_loss, loss_spec
-from flatscope.specs import SpecError
+from flatscope.models.losses import build_loss, loss_spec
+from flatscope.models.specs import SpecError
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flatscope.errors import FlatscopeError
-from flatscope.specs import Registry, Spec, SpecError, format_value, parse_spec, parse_value
+from flatscope.models.specs import Registry, Spec, SpecError, format_value, parse_spec, parse_value
 
 
 def test_parse_registry_spec_with_positional_and_keyword_values():

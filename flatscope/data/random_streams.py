@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from flatscope.training.data_error import DataError
+from flatscope.data.errors import DataError
 
 __all__ = ["NOISE_STREAM", "SHUFFLE_STREAM", "SUBSET_STREAM", "check_seed", "stream_generator"]
 

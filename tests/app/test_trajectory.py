@@ -1,4 +1,4 @@
-"""flatscope.trajectory and ``flatscope trajectory``: checkpoint selection, reports reused on a
+"""flatscope.app.trajectory and ``flatscope trajectory``: checkpoint selection, reports reused on a
 second run, metrics joined by epoch, files written."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from flatscope.analyze import analyze
+from flatscope.app.analyze import analyze
+from flatscope.app.trajectory import run_checkpoints, select_checkpoints, trajectory
 from flatscope.cli import main
 from flatscope.errors import FlatscopeError
 from flatscope.io import save_checkpoint
-from flatscope.training.models import build_model
-from flatscope.trajectory import run_checkpoints, select_checkpoints, trajectory
+from flatscope.models.zoo import build_model
 
 F64 = torch.float64
 MODEL = "mlp:hidden=4,depth=1"

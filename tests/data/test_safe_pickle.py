@@ -9,10 +9,10 @@ import pickle
 import numpy as np
 import pytest
 
-from flatscope.training.data import load_data
-from flatscope.training.data_error import DataError
-from flatscope.training.safe_pickle import load_numpy_pickle
-from tests.training._datasets import Exploit, write_fake_cifar
+from flatscope.data.datasets import load_data
+from flatscope.data.errors import DataError
+from flatscope.data.safe_pickle import load_numpy_pickle
+from tests.data._datasets import Exploit, write_fake_cifar
 
 
 @pytest.mark.parametrize("call", [os.system, builtins.exec])

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flatscope.training.cifar import CIFAR10_CLASSES
-from flatscope.training.data import DataBundle
+from flatscope.data.cifar import CIFAR10_CLASSES
+from flatscope.data.datasets import DataBundle
 
 
 def binomial_bound(n: int, p: float) -> float:

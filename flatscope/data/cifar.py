@@ -1,6 +1,6 @@
 """CIFAR-10 and CIFAR-10N read from their on-disk files, without torchvision or pickled code.
 
-The ``cifar10`` and ``cifar10n`` data specs (see :mod:`flatscope.training.data`) build their
+The ``cifar10`` and ``cifar10n`` data specs (see :mod:`flatscope.data.datasets`) build their
 splits with :func:`cifar10` and :func:`cifar10n`.
 """
 
@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from flatscope.specs import SpecError
-from flatscope.training.data_error import DataError
-from flatscope.training.safe_pickle import load_numpy_pickle, torch_load_numpy
-from flatscope.training.splits import SplitData, split_indices
+from flatscope.data.errors import DataError
+from flatscope.data.safe_pickle import load_numpy_pickle, torch_load_numpy
+from flatscope.data.splits import SplitData, split_indices
+from flatscope.models.specs import SpecError
 
 __all__ = ["CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "cifar10", "cifar10n"]
 

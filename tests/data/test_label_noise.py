@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flatscope.specs import SpecError
-from flatscope.training.cifar import CIFAR10_CLASSES
-from flatscope.training.data_error import DataError
-from flatscope.training.label_noise import LabelNoise, add_label_noise, asymmetric_map
-from tests.training._datasets import binomial_bound
+from flatscope.data.cifar import CIFAR10_CLASSES
+from flatscope.data.errors import DataError
+from flatscope.data.label_noise import LabelNoise, add_label_noise, asymmetric_map
+from flatscope.models.specs import SpecError
+from tests.data._datasets import binomial_bound
 
 
 def _balanced_labels(n: int, k: int) -> torch.Tensor:

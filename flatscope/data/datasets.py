@@ -1,6 +1,6 @@
 """Datasets from specs, fixed seeded splits and subsets, label noise, and loaders.
 
-Data specs (see :mod:`flatscope.specs` for the syntax):
+Data specs (see :mod:`flatscope.models.specs` for the syntax):
 
 ``digits[:split_seed=0]``
     scikit-learn's embedded 8x8 digits (1797 images, no download): inputs of shape
@@ -49,17 +49,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 
-from flatscope.specs import Registry, SpecError, accepts_keyword, parse_spec
-from flatscope.training.cifar import cifar10, cifar10n
-from flatscope.training.data_error import DataError
-from flatscope.training.label_noise import LabelNoise, add_label_noise
-from flatscope.training.random_streams import (
+from flatscope.data.cifar import cifar10, cifar10n
+from flatscope.data.errors import DataError
+from flatscope.data.label_noise import LabelNoise, add_label_noise
+from flatscope.data.random_streams import (
     SHUFFLE_STREAM,
     SUBSET_STREAM,
     check_seed,
     stream_generator,
 )
-from flatscope.training.splits import SplitData, split_indices
+from flatscope.data.splits import SplitData, split_indices
+from flatscope.models.specs import Registry, SpecError, accepts_keyword, parse_spec
 
 __all__ = [
     "DATASETS",

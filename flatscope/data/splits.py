@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from flatscope.training.random_streams import check_seed
+from flatscope.data.random_streams import check_seed
 
 __all__ = ["SplitData", "split_indices"]
 

@@ -5,7 +5,7 @@ and 359 test images), 40% symmetric label noise on the training labels (seeded b
 seed), the zoo's small CNN ``cnn:width=8`` (6,274 parameters, BatchNorm), batch 128, momentum
 0.9, weight decay 5e-4 (SGD: tuned), a cosine learning-rate schedule, :data:`EPOCHS` epochs.
 Every optimizer trains the same network from the same initial weights for each seed, then
-every final checkpoint is analysed with :func:`flatscope.analyze.analyze` on a fixed subset
+every final checkpoint is analysed with :func:`flatscope.app.analyze.analyze` on a fixed subset
 of the training set with the noisy labels the run trained on (the objective the optimizer
 minimized): Hessian trace by Hutch++ with its standard error, the top eigenvalue by Lanczos,
 and the spectral density by stochastic Lanczos quadrature.
@@ -49,13 +49,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from flatscope.analyze import analyze
-from flatscope.compare import format_table as layout_table
+from flatscope.app.analyze import analyze
+from flatscope.app.compare import format_table as layout_table
+from flatscope.data.datasets import load_data
 from flatscope.io import apply_state_dict, atomic_write, load_checkpoint
 from flatscope.io.report import Report, to_jsonable
+from flatscope.models.zoo import build_model
 from flatscope.optim import coupled_sigma
-from flatscope.training.data import load_data
-from flatscope.training.models import build_model
 from flatscope.training.trainer import RunResult, TrainConfig, train
 
 __all__ = [

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import torch
 
-from flatscope.specs import Registry, SpecError, format_value
-from flatscope.training.cifar import CIFAR10_CLASSES
-from flatscope.training.data_error import DataError
-from flatscope.training.random_streams import NOISE_STREAM, check_seed, stream_generator
+from flatscope.data.cifar import CIFAR10_CLASSES
+from flatscope.data.errors import DataError
+from flatscope.data.random_streams import NOISE_STREAM, check_seed, stream_generator
+from flatscope.models.specs import Registry, SpecError, format_value
 
 __all__ = ["LABEL_NOISE", "NOISE_KINDS", "LabelNoise", "add_label_noise", "asymmetric_map"]
 

@@ -19,7 +19,7 @@ Built-in models (every parameter is a keyword; defaults fit the 8x8 digits data)
              thin copies for tests.
 
 Any other model comes from an import spec ``package.module:factory[:key=value,...]`` (see
-:mod:`flatscope.specs`). :func:`model_spec` gives the canonical spec a checkpoint carries.
+:mod:`flatscope.models.specs`). :func:`model_spec` gives the canonical spec a checkpoint carries.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from flatscope.specs import Registry, SpecError
+from flatscope.models.specs import Registry, SpecError
 
 __all__ = ["MODELS", "build_model", "model_spec", "BasicBlock", "CifarResNet"]
 

@@ -60,7 +60,7 @@ from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 from typing import Any
 
-from flatscope.compare import as_number, format_number, format_table
+from flatscope.app.compare import as_number, format_number, format_table
 from flatscope.io.report import Report
 
 __all__ = [

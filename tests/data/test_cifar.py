@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from flatscope.specs import SpecError
-from flatscope.training.cifar import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
-from flatscope.training.data import load_data
-from flatscope.training.data_error import DataError
-from tests.training._datasets import Exploit, legacy_numpy_names, sorted_rows, write_fake_cifar
+from flatscope.data.cifar import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
+from flatscope.data.datasets import load_data
+from flatscope.data.errors import DataError
+from flatscope.models.specs import SpecError
+from tests.data._datasets import Exploit, legacy_numpy_names, sorted_rows, write_fake_cifar
 
 
 @pytest.mark.parametrize("protocol", [2, 5])

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from flatscope.specs import SpecError
-from flatscope.training.models import MODELS, BasicBlock, build_model, model_spec
+from flatscope.models.specs import SpecError
+from flatscope.models.zoo import MODELS, BasicBlock, build_model, model_spec
 
 # (spec, input shape, output classes) — thin ResNets keep the forward passes fast.
 FORWARD_CASES = [

@@ -9,7 +9,7 @@ row                    value ± error
 loss, gradient norm    exact over the analysed data (no error bar)
 trace                  ``tr H`` ± its standard error
 top/bottom eigenvalue  Ritz value ± its residual norm, a bound on the distance to an
-                       eigenvalue of the symmetric Hessian (see :mod:`flatscope.verify`)
+                       eigenvalue of the symmetric Hessian (see :mod:`flatscope.app.verify`)
 sharpness              average-case (Gaussian) sharpness ± its Monte Carlo standard error and
                        its second-order prediction ``(sigma^2 / 2) tr H`` ± error; worst-case
                        sharpness (a lower bound from projected ascent, no error bar)
@@ -223,7 +223,7 @@ def find_report(path: str | os.PathLike) -> tuple[Path, Path | None]:
 
 
 def _last_record(run_dir: Path) -> dict[str, Any] | None:
-    from flatscope.trajectory import read_run_metrics
+    from flatscope.app.trajectory import read_run_metrics
 
     records = read_run_metrics(run_dir)
     return records[max(records)] if records else None

@@ -4,7 +4,7 @@
 :func:`flatscope.training.trainer.train` (``checkpoints/epoch_NNNN.pt`` and ``final.pt``),
 keeps every ``every``-th one (always the last), and asks ``report_for(checkpoint, report_dir)``
 for each one's report, stored as ``OUT/reports/<checkpoint stem>/report.json``. The command line
-passes a ``report_for`` that runs :func:`flatscope.analyze.analyze` with ``resume=True`` there,
+passes a ``report_for`` that runs :func:`flatscope.app.analyze.analyze` with ``resume=True`` there,
 so a report made from the same checkpoint (SHA-256), data, loss and settings is reused as it is
 and a partial one is completed; a point whose report file was left untouched counts as reused.
 
@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from flatscope.compare import as_number
+from flatscope.app.compare import as_number
 from flatscope.errors import FlatscopeError, OutputError
 from flatscope.io.atomic import atomic_write
 from flatscope.io.report import Report, to_jsonable
@@ -164,7 +164,7 @@ _COLUMNS = (
 
 
 def _point_cells(point: TrajectoryPoint) -> list[str]:
-    from flatscope.compare import format_number as number
+    from flatscope.app.compare import format_number as number
 
     return [
         str(point.epoch),
@@ -198,7 +198,7 @@ class Trajectory:
 
     def table(self, markdown: bool = False) -> str:
         """One row per checkpoint: epoch, loss, trace, top eigenvalue, accuracies."""
-        from flatscope.compare import format_table
+        from flatscope.app.compare import format_table
 
         rows = [_point_cells(point) for point in self.points]
         return format_table([title for title, _ in _COLUMNS], rows, markdown)
@@ -221,7 +221,7 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 
 def _top(metrics: Mapping[str, Any]) -> tuple[float | None, float | None]:
-    from flatscope.verify import eigenvalue_interval
+    from flatscope.app.verify import eigenvalue_interval
 
     interval = eigenvalue_interval(metrics.get("top_eigenvalues"), "largest")
     if interval is None:
@@ -271,7 +271,7 @@ def trajectory(
         report_for: ``report_for(checkpoint_path, report_dir)`` makes or reuses the report of a
             checkpoint in ``report_dir/report.json`` and returns it (a
             :class:`~flatscope.io.report.Report` or its ``to_dict()``); it should reuse a valid
-            report there, e.g. with ``flatscope.analyze(..., out=report_dir, resume=True)``.
+            report there, e.g. with ``flatscope.app.analyze(..., out=report_dir, resume=True)``.
         every: analyse checkpoints ``0, every, 2 every, ...`` of the epoch-ordered list (and the
             last).
         out: the output directory (default ``RUN_DIR/trajectory``).

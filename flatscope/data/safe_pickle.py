@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from flatscope.training.data_error import DataError
+from flatscope.data.errors import DataError
 
 __all__ = ["load_numpy_pickle", "torch_load_numpy"]
 
