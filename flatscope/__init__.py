@@ -1,6 +1,7 @@
 """flatscope: Hessian-spectrum and flatness analysis for PyTorch models.
 
-The public API: operators (``HessianOperator``), estimators with error bars (``trace``,
+The public API: the objective (``Objective``, the mean loss over a data set), operators
+(``HessianOperator``), estimators with error bars (``trace``,
 ``diagonal``, ``eigenvalues``, ``spectral_density``), landscapes and sharpness, the
 applications (``analyze``, ``verify``, ``compare``, ``trajectory``), checkpoint and report I/O,
 the model zoo and datasets, and the optimizers in ``flatscope.optim`` (``FSGLD``, ``SGLD``,
@@ -38,6 +39,7 @@ from flatscope.linalg import (
     trace,
 )
 from flatscope.models import build_model
+from flatscope.objective import Objective
 from flatscope.operators import DenseOperator, HessianOperator, LinearOperator, as_operator
 from flatscope.training import TrainConfig, train
 
@@ -46,6 +48,7 @@ __version__ = flatscope_version()
 __all__ = [
     "__version__",
     "optim",
+    "Objective",
     "LinearOperator",
     "DenseOperator",
     "HessianOperator",

@@ -57,6 +57,7 @@ from flatscope.linalg import diagonal, eigenvalues, spectral_density, trace
 from flatscope.linalg.trace import METHODS as TRACE_METHODS
 from flatscope.models.losses import LossFn, build_loss
 from flatscope.models.losses import loss_spec as canonical_loss_spec
+from flatscope.objective import Objective
 from flatscope.operators.base import LinearOperator
 from flatscope.operators.distributed import barrier, get_rank, shard_batches
 from flatscope.operators.hessian import HessianOperator
@@ -300,13 +301,14 @@ def _loss(loss_fn: str | LossFn, spec: str | None) -> tuple[LossFn, str]:
 def _operator(
     model: nn.Module, loss_fn: LossFn, batches: Any, s: AnalysisSettings
 ) -> HessianOperator:
+    """The Hessian of the analysis's one objective (one sample-counting pass), which the
+    sharpness metric reuses through ``operator.objective``."""
     try:
         select_parameters(model, s.params)
     except ValueError as err:
         raise AnalysisError(f"{_flag('params')}: {err}") from None
-    return HessianOperator(
-        model, loss_fn, batches, s.params, device=s.device, dtype=DTYPES[s.dtype]
-    )
+    objective = Objective(model, loss_fn, batches, s.params, device=s.device, dtype=DTYPES[s.dtype])
+    return HessianOperator(objective)
 
 
 def _check_finite(what: str, value: float) -> None:
@@ -406,26 +408,18 @@ def _run_sharpness(ctx: _Context) -> dict[str, Any]:
     from flatscope.landscape.sharpness import average_sharpness, worst_case_sharpness
 
     s = ctx.settings
-    common = {
-        "seed": s.seed,
-        "params": s.params,
-        "device": s.device,
-        "dtype": DTYPES[s.dtype],
-    }
+    objective = ctx.operator.objective
     with Progress("sharpness", None, unit="", enabled=ctx.progress):
         average = average_sharpness(
-            ctx.model,
-            ctx.loss_fn,
-            ctx.batches,
+            objective,
             s.sharpness_sigma,
             num_samples=SHARPNESS_SAMPLES,
             trace_method=s.trace_method,
             trace_matvecs=s.num_matvecs,
-            **common,
+            seed=s.seed,
+            hessian=ctx.operator,
         )
-        worst = worst_case_sharpness(
-            ctx.model, ctx.loss_fn, ctx.batches, s.sharpness_rho, steps=SHARPNESS_STEPS, **common
-        )
+        worst = worst_case_sharpness(objective, s.sharpness_rho, steps=SHARPNESS_STEPS, seed=s.seed)
     return {"average": average.to_dict(), "worst_case": worst.to_dict()}
 
 

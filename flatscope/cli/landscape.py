@@ -20,6 +20,7 @@ DIRECTION_KINDS = ("random", "eigen", "pca:RUN_DIR", "interp:CKPT2")
 DEFAULT_RESOLUTION = {1: 51, 2: 21}
 DEFAULT_RANGE = 1.0
 DEFAULT_INTERP_RANGE = 0.25
+BN_STATS = ("interpolate", "recompute")
 PCA_MARGIN = 1.2  # the default pca range covers the projected path with this margin
 
 EPILOG = """\
@@ -29,7 +30,10 @@ directions (the plane or line is centred on each CKPT):
   pca:RUN_DIR   principal directions of RUN_DIR's checkpoints around CKPT (unit norm); on a
                 plane the projected trajectory is drawn; default range covers it
   interp:CKPT2  the line from CKPT (alpha=0) to CKPT2 (alpha=1), alpha in [-A, 1+A]
-                (default A=0.25); with --dims 2 a random direction orthogonal to it
+                (default A=0.25); with --dims 2 a random direction orthogonal to it.
+                BatchNorm running statistics move along the line with the weights
+                (--bn-stats interpolate), so both ends are the checkpoints as saved, or are
+                re-estimated on the data at every point (--bn-stats recompute)
 
 Writes OUT/<ckpt>-<kind>-<dims>d.npz (reload with LandscapeResult.load_npz) and PNG+PDF figures:
 1-D: slice-<kind> (every CKPT on one axis); 2-D: <ckpt>-<kind>-contour, <ckpt>-<kind>-surface.
@@ -71,6 +75,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         metavar="N",
         help="points per axis (default 51 in 1-D, 21 in 2-D)",
+    )
+    grid.add_argument(
+        "--bn-stats",
+        choices=BN_STATS,
+        default=BN_STATS[0],
+        help="BatchNorm running statistics at each point: interpolate (along interp:CKPT2 "
+        "between the two checkpoints' statistics; other directions keep CKPT's) or recompute "
+        "(re-estimated on the data at every point, slower) (default interpolate)",
     )
     grid.add_argument("--out", metavar="DIR", help="output directory (./<CKPT name>-landscape)")
     add_analysis_options(parser)
@@ -117,13 +129,12 @@ def _check_grid(args: argparse.Namespace) -> tuple[int, float | None]:
     return resolution, args.range
 
 
-def _weights_of(args: argparse.Namespace, path: Path, model: Any, params: Any, center: str) -> Any:
-    """The flat weights ``path`` holds, read into a copy of ``model`` (the same architecture)."""
+def _model_of(args: argparse.Namespace, path: Path, model: Any, center: str) -> Any:
+    """A copy of ``model`` (the same architecture) holding the weights and buffers of ``path``."""
     import copy
 
     from flatscope.errors import CheckpointError
     from flatscope.io import apply_state_dict, load_checkpoint
-    from flatscope.landscape import flat_weights
 
     other = load_checkpoint(path, key=args.checkpoint_key, unsafe_pickle=args.unsafe_pickle)
     clone = copy.deepcopy(model)
@@ -131,7 +142,7 @@ def _weights_of(args: argparse.Namespace, path: Path, model: Any, params: Any, c
         apply_state_dict(clone, other.state_dict)
     except CheckpointError as err:
         raise CheckpointError(f"{path} does not hold the model of {center}: {err}") from err
-    return flat_weights(clone, params)
+    return clone
 
 
 def _directions(
@@ -139,55 +150,51 @@ def _directions(
     target: str | None,
     args: argparse.Namespace,
     checkpoint_path: str,
-    model: Any,
-    loss_fn: Any,
-    data: Any,
+    label: str,
+    objective: Any,
     settings: Any,
     span: float | None,
 ) -> _Directions:
-    from flatscope.app.analyze import DTYPES
     from flatscope.app.trajectory import run_checkpoints
     from flatscope.landscape import (
         eigen_directions,
         flat_weights,
+        floating_buffers,
         interpolation_direction,
         pca_directions,
         random_directions,
     )
-    from flatscope.operators.distributed import shard_batches
 
-    dims, seed, params = args.dims, settings.seed, settings.params
+    dims, seed, params, model = args.dims, settings.seed, settings.params, objective.model
     if kind == "random":
         found = random_directions(model, dims, params=params, orthogonalize=True, seed=seed)
         a = span or DEFAULT_RANGE
         return _Directions(found, [(-a, a)] * dims, None, f"random, seed {seed}")
     if kind == "eigen":
-        found = eigen_directions(
-            model,
-            loss_fn,
-            shard_batches(data.batches()),
-            dims,
-            params=params,
-            tol=settings.eig_tol,
-            seed=seed,
-            device=settings.device,
-            dtype=DTYPES[settings.dtype],
-        )
+        found = eigen_directions(objective, dims, tol=settings.eig_tol, seed=seed)
         a = span or DEFAULT_RANGE
         values = ", ".join(f"{d.info['eigenvalue']:.4g}" for d in found)
         return _Directions(found, [(-a, a)] * dims, None, f"eigenvalues {values}")
     center = flat_weights(model, params)
     if kind == "pca":
         paths = [c.path for c in run_checkpoints(target)]
-        path_weights = [_weights_of(args, p, model, params, checkpoint_path) for p in paths]
+        path_weights = [
+            flat_weights(_model_of(args, p, model, checkpoint_path), params) for p in paths
+        ]
         pca = pca_directions(path_weights, center)
         a = span or PCA_MARGIN * float(abs(pca.trajectory[:, :dims]).max())
         ratios = ", ".join(f"{r:.3f}" for r in pca.explained_variance_ratio[:dims])
         note = f"pca of {len(paths)} checkpoints in {target}, explained variance {ratios}"
         trajectory = pca.trajectory if dims == 2 else None
         return _Directions(list(pca.directions[:dims]), [(-a, a)] * dims, trajectory, note)
-    end = _weights_of(args, Path(target), model, params, checkpoint_path)
-    line = interpolation_direction(center, end)
+    other = _model_of(args, Path(target), model, checkpoint_path)
+    buffers = (floating_buffers(model), floating_buffers(other))
+    line = interpolation_direction(
+        center,
+        flat_weights(other, params),
+        buffers=buffers if args.bn_stats == "interpolate" else None,
+        labels=(label, Path(target).stem),
+    )
     found = [line]
     if dims == 2:
         found += random_directions(model, 1, params=params, orthogonal_to=[line.vector], seed=seed)
@@ -196,6 +203,17 @@ def _directions(
     return _Directions(
         found, spans, None, f"interp to {target}, distance {line.info['distance']:.4g}"
     )
+
+
+def _require_batchnorm(model: Any, path: str) -> None:
+    from torch import nn
+
+    from flatscope.errors import FlatscopeError
+
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise FlatscopeError(
+            f"--bn-stats recompute: the model of {path} has no BatchNorm layer; drop the option"
+        )
 
 
 def _labels(paths: list[str]) -> list[str]:
@@ -244,9 +262,10 @@ def run(args: argparse.Namespace) -> int:
         analysis_settings,
         load_inputs,
     )
+    from flatscope.distributed import get_rank, shard_batches
     from flatscope.landscape import slice_1d, surface_2d
     from flatscope.models.losses import build_loss
-    from flatscope.operators.distributed import get_rank, shard_batches
+    from flatscope.objective import Objective
     from flatscope.plotting.landscape import plot_slice_1d, plot_surface_2d, plot_surface_3d
     from flatscope.plotting.report_figures import save_figure
 
@@ -268,23 +287,26 @@ def run(args: argparse.Namespace) -> int:
                 inputs.model_spec,
                 inputs.data,
             )
-            loss_fn = build_loss(inputs.loss)
-            found = _directions(kind, target, args, path, model, loss_fn, data, settings, span)
+            if args.bn_stats == "recompute":
+                _require_batchnorm(model, path)
+            objective = Objective(
+                model,
+                build_loss(inputs.loss),
+                shard_batches(data.batches()),
+                settings.params,
+                device=settings.device,
+                dtype=DTYPES[settings.dtype],
+            )
+            found = _directions(kind, target, args, path, label, objective, settings, span)
             if not args.quiet and writer:
                 points = resolution**args.dims
                 print(f"{label}: evaluating {points} points ({found.note})", file=sys.stderr)
             common = dict(
-                params=settings.params,
-                device=settings.device,
-                dtype=DTYPES[settings.dtype],
-                data_spec=data.spec,
-                label=label,
+                bn_recompute=args.bn_stats == "recompute", data_spec=data.spec, label=label
             )
             if args.dims == 1:
                 result = slice_1d(
-                    model,
-                    loss_fn,
-                    shard_batches(data.batches()),
+                    objective,
                     found.directions[0],
                     steps=resolution,
                     span=found.spans[0],
@@ -292,9 +314,7 @@ def run(args: argparse.Namespace) -> int:
                 )
             else:
                 result = surface_2d(
-                    model,
-                    loss_fn,
-                    shard_batches(data.batches()),
+                    objective,
                     *found.directions,
                     steps=resolution,
                     span=tuple(found.spans),
@@ -309,6 +329,7 @@ def run(args: argparse.Namespace) -> int:
                 split=args.split,
                 seed=settings.seed,
                 directions_arg=args.directions,
+                bn_stats=args.bn_stats,
                 spans=[list(s) for s in found.spans],
             )
             lines.append(_summary_line(label, result, found.note))

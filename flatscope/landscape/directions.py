@@ -11,7 +11,8 @@ Four kinds, each a :class:`Direction` (a flat vector in the order of
   weights (Li et al. 2018, section 7), with the explained variance and the projected path;
 - ``interpolation``: the straight line from one set of weights to another (Goodfellow, Vinyals,
   Saxe, "Qualitatively characterizing neural network optimization problems", ICLR 2015; linear
-  mode connectivity, Frankle et al., ICML 2020).
+  mode connectivity, Frankle et al., ICML 2020). With the two models' buffers it also moves the
+  BatchNorm running statistics along the line, so both ends are the checkpoints as they are.
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from flatscope.operators.hessian import HessianOperator, LossFn
-from flatscope.operators.params import flatten, select_parameters
+from flatscope.linalg.eigen import eigenvalues
+from flatscope.objective import Objective
+from flatscope.operators.hessian import HessianOperator
+from flatscope.params import flatten, select_parameters
 
 __all__ = [
     "Direction",
     "PCADirections",
     "flat_weights",
+    "floating_buffers",
     "random_directions",
     "eigen_directions",
     "pca_directions",
@@ -42,11 +46,17 @@ NORMALIZATIONS = ("filter", "layer", "global")
 
 @dataclass(frozen=True)
 class Direction:
-    """A flat direction vector ``(d,)`` with its kind and JSON-ready metadata ``info``."""
+    """A flat direction vector ``(d,)`` with its kind and JSON-ready metadata ``info``.
+
+    ``buffers`` optionally says how the model's floating-point buffers move along the direction
+    (``{name: change per unit of the coefficient}``): an interpolation between two checkpoints
+    moves their BatchNorm running statistics; other directions leave the buffers alone.
+    """
 
     vector: torch.Tensor
     kind: str
     info: dict[str, Any] = field(default_factory=dict)
+    buffers: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def metadata(self) -> dict[str, Any]:
         """``{"kind", "norm", **info}``: what a saved landscape records about the direction."""
@@ -72,6 +82,12 @@ class PCADirections:
 def flat_weights(model: nn.Module, params: str | Sequence[str] | None = None) -> torch.Tensor:
     """The selected parameters of ``model`` as one detached flat vector (a copy)."""
     return flatten(p.detach() for p in select_parameters(model, params).values()).clone()
+
+
+def floating_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The floating-point buffers of ``model`` (BatchNorm running statistics, ...), detached
+    copies by name; integer buffers such as ``num_batches_tracked`` are left out."""
+    return {name: b.detach().clone() for name, b in model.named_buffers() if b.is_floating_point()}
 
 
 def _sign_convention(vectors: torch.Tensor) -> torch.Tensor:
@@ -218,31 +234,23 @@ def random_directions(
 
 # --------------------------------------------------------------------- Hessian eigenvectors
 def eigen_directions(
-    model: nn.Module,
-    loss_fn: LossFn,
-    data: Any,
+    objective: Objective,
     k: int = 2,
     *,
-    params: str | Sequence[str] | None = None,
     which: str = "largest",
     tol: float = 1e-6,
     seed: int = 0,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
 ) -> list[Direction]:
-    """Unit Hessian eigenvectors of the mean loss over ``data``, sharpest first.
+    """Unit Hessian eigenvectors of the objective (the mean loss over its data), sharpest first.
 
-    The Hessian is :class:`~flatscope.operators.hessian.HessianOperator` ``(model, loss_fn,
-    data, params)``; its ``k`` largest (or smallest) eigenpairs come from
-    :func:`flatscope.linalg.eigen.eigenvalues`. Along a unit eigenvector ``v`` with eigenvalue
-    ``lambda`` the loss near a minimum is ``L(w + t v) ~ L(w) + lambda t^2 / 2``. Each
-    direction's ``info`` holds its ``eigenvalue`` and ``residual`` ``||H v - lambda v||``.
-    Signs follow a fixed convention (largest-magnitude entry positive).
+    The Hessian is :class:`~flatscope.operators.hessian.HessianOperator` ``(objective)``; its
+    ``k`` largest (or smallest) eigenpairs come from :func:`flatscope.linalg.eigen.eigenvalues`.
+    Along a unit eigenvector ``v`` with eigenvalue ``lambda`` the loss near a minimum is
+    ``L(w + t v) ~ L(w) + lambda t^2 / 2``. Each direction's ``info`` holds its ``eigenvalue``
+    and residual ``||H v - lambda v||``. Signs follow a fixed convention (largest-magnitude
+    entry positive).
     """
-    from flatscope.linalg.eigen import eigenvalues
-
-    operator = HessianOperator(model, loss_fn, data, params, device=device, dtype=dtype)
-    result = eigenvalues(operator, k=k, which=which, tol=tol, seed=seed)
+    result = eigenvalues(HessianOperator(objective), k=k, which=which, tol=tol, seed=seed)
     values = torch.as_tensor(result.values)
     residuals = torch.as_tensor(result.residuals)
     order = torch.argsort(values, descending=which == "largest")
@@ -309,12 +317,26 @@ def pca_directions(trajectory: Sequence[torch.Tensor], final: torch.Tensor) -> P
 
 
 # --------------------------------------------------------------------- interpolation
-def interpolation_direction(start: torch.Tensor, end: torch.Tensor) -> Direction:
+def interpolation_direction(
+    start: torch.Tensor,
+    end: torch.Tensor,
+    *,
+    buffers: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None,
+    labels: tuple[str, str] | None = None,
+) -> Direction:
     """The direction ``end - start`` of the straight line between two weight vectors.
 
     A slice along it centred at ``origin=start`` passes through ``start`` at ``alpha = 0`` and
     ``end`` at ``alpha = 1``; a span such as ``(-0.25, 1.25)`` extends the segment on both
     sides. For a plane, add ``random_directions(model, 1, orthogonal_to=[d.vector])``.
+
+    Args:
+        start, end: the flat weights of the two end points.
+        buffers: the floating-point buffers of the two models (:func:`floating_buffers`); the
+            direction then moves each buffer that differs by ``alpha (end - start)`` too, so
+            that BatchNorm running statistics go with the weights and the loss at ``alpha = 1``
+            is the second model's own loss (with the first model's statistics it is not).
+        labels: names of the two end points, recorded for figures.
     """
     if start.shape != end.shape:
         raise ValueError(
@@ -322,4 +344,18 @@ def interpolation_direction(start: torch.Tensor, end: torch.Tensor) -> Direction
             "both checkpoints with the same parameter selection"
         )
     vector = end.to(start.device, start.dtype) - start
-    return Direction(vector, "interpolation", {"distance": float(vector.norm())})
+    steps = {}
+    if buffers is not None:
+        first, second = buffers
+        if first.keys() != second.keys():
+            raise ValueError("the two models have different buffers; are they one architecture?")
+        for name, b in first.items():
+            step = second[name].to(b.device, b.dtype) - b
+            if step.shape != b.shape:
+                raise ValueError(f"buffer {name!r} has different shapes in the two models")
+            if torch.count_nonzero(step):
+                steps[name] = step
+    info: dict[str, Any] = {"distance": float(vector.norm())}
+    if labels is not None:
+        info["endpoints"] = list(labels)
+    return Direction(vector, "interpolation", info, steps)

@@ -1,15 +1,18 @@
 """The mean loss (and accuracy) of a model at many points of its flat parameter space.
 
-A point is a flat vector ``w`` of the selected parameters (``flatscope.operators.params``
-order). Its loss is the mean per-sample loss over all of the data,
+A point is a flat vector ``w`` of the selected parameters (in the order of
+:mod:`flatscope.params`). Its loss is the mean per-sample loss over all of the data,
 
     L(w) = sum_b (n_b / N) * loss_fn(model(x_b; w), y_b),
 
-the same quantity :class:`~flatscope.operators.hessian.HessianOperator` differentiates, so
+the :class:`~flatscope.objective.Objective` that the Hessian operator differentiates, so
 landscape slices, sharpness values and Hessian numbers describe one function. Points are
 evaluated with ``torch.func.functional_call``: the model's own tensors are never written.
-Several points can share one pass over a batch through ``torch.func.vmap`` over the weight
-vectors (``points_per_pass`` of them at a time; the default on accelerators);
+A point may also move floating-point buffers (BatchNorm running statistics along an
+interpolation between two checkpoints): :meth:`LossEvaluator.evaluate` takes their values per
+point besides the weights. Several points can share one pass over a batch through
+``torch.func.vmap`` over the weight vectors (``points_per_pass`` of them at a time; the default
+on accelerators);
 ``points_per_pass=1`` is the exact one-point-at-a-time loop (the default on the CPU). With
 ``bn_recompute=True`` the BatchNorm running statistics are re-estimated over the data at every
 point (on a private copy of the model), one point at a time.
@@ -18,25 +21,16 @@ point (on a private copy of the model), one point at a time.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad_and_value, vmap
+from torch.func import functional_call, vmap
 
-from flatscope.operators.distributed import all_reduce_sum, is_distributed
-from flatscope.operators.hessian import HessianOperator, LossFn
-from flatscope.operators.params import unflatten
+from flatscope.distributed import all_reduce_sum, is_distributed
+from flatscope.objective import LossFn, Objective, positional
 
 __all__ = ["LossEvaluator"]
-
-# Messages of errors raised when a forward pass cannot be vmapped over weight vectors.
-_VMAP_UNSUPPORTED = ("vmap", "batching rule", "batched tensor")
-
-
-def _positional(inputs: Any) -> tuple[Any, ...]:
-    return tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
 
 
 def _has_tied_tensors(model: nn.Module) -> bool:
@@ -77,7 +71,7 @@ class _DataPass(nn.Module):
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         losses, sizes, hits = [], [], []
         for inputs, targets, n in self.batches():
-            outputs = self.model(*_positional(inputs))
+            outputs = self.model(*positional(inputs))
             losses.append(self.loss_fn(outputs, targets))
             sizes.append(n)
             if self.classify is None:
@@ -91,32 +85,28 @@ class _DataPass(nn.Module):
 
 
 class LossEvaluator:
-    """Mean loss and accuracy of ``model`` over all of ``data`` at given flat weight vectors.
+    """Mean loss and accuracy of an objective's model over all of its data at given points.
 
     Args:
-        model, loss_fn, data, params, device, dtype: as for
-            :class:`~flatscope.operators.hessian.HessianOperator` (which this class builds, and
-            exposes as :attr:`operator`, for the data handling and for Hessian products).
+        objective: the :class:`~flatscope.objective.Objective` (model, loss, data, parameter
+            selection, device, dtype); its data traversal, eval mode and sample count are used.
         points_per_pass: how many points one vectorised forward pass carries; ``1`` is the exact
             loop; ``None`` picks 1 on the CPU and a value from the problem size elsewhere, and
             falls back to the loop if the model's forward pass cannot be vmapped.
-        bn_recompute: re-estimate BatchNorm running statistics over ``data`` at every point
+        bn_recompute: re-estimate BatchNorm running statistics over the data at every point
             (cumulative average over the batches, on a private copy of the model) before
             evaluating in eval mode; forces ``points_per_pass=1``.
     """
 
     def __init__(
         self,
-        model: nn.Module,
-        loss_fn: LossFn,
-        data: Any,
-        params: str | Sequence[str] | None = None,
+        objective: Objective,
         *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
         points_per_pass: int | None = None,
         bn_recompute: bool = False,
     ) -> None:
+        if not isinstance(objective, Objective):
+            raise TypeError(f"expected a flatscope Objective, got {type(objective).__name__}")
         if points_per_pass is not None and (
             not isinstance(points_per_pass, int) or points_per_pass < 1
         ):
@@ -126,34 +116,37 @@ class LossEvaluator:
                 "bn_recompute needs every sample on one process: BatchNorm statistics of one "
                 "rank's shard are not those of the whole dataset; run it without torchrun"
             )
-        self.operator = HessianOperator(model, loss_fn, data, params, device=device, dtype=dtype)
-        self.origin = self.operator.flat_params()
-        self.dim = self.origin.numel()
+        self.objective = objective
+        self.origin = objective.flat_params()
+        self.dim = objective.dim
         self.bn_recompute = bn_recompute
+        model = objective.model
         # functional_call's re-tying of shared tensors costs as much as a small forward pass
         self._tie_weights = _has_tied_tensors(model)
-        op = self.operator
         self._auto = points_per_pass is None and not bn_recompute
         if bn_recompute:  # the copy holds the other tensors (cast) and the statistics it refills
-            self._pass = _DataPass(self._batchnorm_copy(model), loss_fn, op._batches)
+            self._pass = _DataPass(self._batchnorm_copy(model), objective.loss_fn, self._batches)
             self._fixed = {}
             self.points_per_pass = 1
         else:
-            self._pass = _DataPass(model, loss_fn, op._batches)
-            self._fixed = {f"model.{name}": t for name, t in op._fixed.items()}
+            self._pass = _DataPass(model, objective.loss_fn, self._batches)
+            self._fixed = {f"model.{name}": t for name, t in objective.fixed_tensors.items()}
             self.points_per_pass = points_per_pass or self._default_points_per_pass()
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.operator.dtype
+        return self.objective.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.operator.device
+        return self.objective.device
 
     @property
     def num_samples(self) -> int:
-        return self.operator.num_samples
+        return self.objective.num_samples
+
+    def _batches(self) -> Iterator:
+        return self.objective.batches()
 
     # ----------------------------------------------------------------- setup
     def _default_points_per_pass(self) -> int:
@@ -162,8 +155,8 @@ class LossEvaluator:
         accelerator, keep one pass's extra activations and weights near 2**22 entries."""
         if self.device.type == "cpu":
             return 1
-        inputs, _, _ = next(self.operator._batches())
-        input_size = sum(t.numel() for t in _positional(inputs))
+        inputs, _, _ = next(self._batches())
+        input_size = sum(t.numel() for t in positional(inputs))
         return max(1, min(32, (1 << 22) // max(self.dim, input_size)))
 
     def _batchnorm_copy(self, model: nn.Module) -> nn.Module:
@@ -178,40 +171,48 @@ class LossEvaluator:
         return clone.eval()  # only BatchNorm layers switch to training mode, to collect stats
 
     # ----------------------------------------------------------------- data passes
-    def _totals(self, tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """:class:`_DataPass` at one point, given as ``{name: selected tensor}``."""
+    def _totals(self, tensors: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """:class:`_DataPass` at one point, given as ``{name: tensor}`` (selected parameters and
+        any buffers that move with the point)."""
         named = {**self._fixed, **{f"model.{name}": t for name, t in tensors.items()}}
         return functional_call(self._pass, named, (), tie_weights=self._tie_weights)
 
-    def _split(self, W: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Parameters that differ between the rows of ``W`` (``{name: (k, *shape)}``) and those
-        equal on every row (``{name: shape}``), which a vectorised pass need not batch (a random
-        direction is zero on biases and normalization parameters, for example)."""
-        moving, shared = {}, {}
-        for name, cols in self.operator.blocks.items():
-            block, shape = W[:, cols], self.operator._shapes[name].shape
-            if torch.equal(block, block[:1].expand_as(block)):
-                shared[name] = block[0].view(shape)
-            else:
-                moving[name] = block.reshape(W.shape[0], *shape)
-        return moving, shared
+    def _rows(
+        self, W: torch.Tensor, buffers: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Every moving tensor of the points, ``{name: (k, *shape)}``."""
+        rows = {
+            name: W[:, cols].reshape(W.shape[0], *self.objective.shapes[name])
+            for name, cols in self.objective.blocks.items()
+        }
+        return {**rows, **buffers}
 
-    def _vectorised_totals(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """:meth:`_totals` at every row of ``W`` in one vmapped pass; ``None`` where the model's
-        forward pass has no vmap rule and the choice of ``points_per_pass`` was automatic."""
-        moving, shared = self._split(W)
+    def _vectorised_totals(
+        self, rows: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """:meth:`_totals` at every point in one vmapped pass; ``None`` where the forward pass
+        cannot be vmapped and the choice of ``points_per_pass`` was automatic (the loop then
+        takes over). Tensors equal at every point (a random direction is zero on biases and
+        normalization parameters, for example) are not batched."""
+        k = next(iter(rows.values())).shape[0]
+        moving = {n: r for n, r in rows.items() if not torch.equal(r, r[:1].expand_as(r))}
+        shared = {n: r[0] for n, r in rows.items() if n not in moving}
         if not moving:  # every row is the same point
             total, correct = self._totals(shared)
-            return total.expand(W.shape[0]), correct.expand(W.shape[0])
+            return total.expand(k), correct.expand(k)
         try:
             return vmap(lambda tensors: self._totals({**shared, **tensors}))(moving)
         except (RuntimeError, NotImplementedError) as err:
-            if not self._auto or not any(k in str(err).lower() for k in _VMAP_UNSUPPORTED):
+            if not self._auto:
                 raise
+            try:  # the loop on the first point: if it fails too, the model is at fault
+                self._totals({name: r[0] for name, r in rows.items()})
+            except (RuntimeError, NotImplementedError):
+                raise err from None
             self.points_per_pass = 1
             return None
 
-    def _recompute_batchnorm(self, tensors: dict[str, torch.Tensor]) -> None:
+    def _recompute_batchnorm(self, tensors: Mapping[str, torch.Tensor]) -> None:
         """Refill the copy's BatchNorm statistics at a point: one train-mode pass over data."""
         clone = self._pass.model
         for module in clone.modules():
@@ -235,8 +236,15 @@ class LossEvaluator:
         for start in range(0, num_points, self.points_per_call):
             yield slice(start, min(num_points, start + self.points_per_call))
 
-    def evaluate(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def evaluate(
+        self, W: torch.Tensor, buffers: Mapping[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mean loss and accuracy over all data at each row of ``W`` (shape ``(k, d)``).
+
+        ``buffers`` optionally gives, per point, the values of buffers that move with it
+        (``{name: (k, *shape)}``, for example BatchNorm running statistics interpolated between
+        two checkpoints); other buffers keep the objective's values. With ``bn_recompute`` the
+        BatchNorm statistics are recomputed at every point instead.
 
         Returns float64 tensors of shape ``(k,)``; the accuracy is ``None`` unless the model
         outputs logits ``(B, C)`` and the targets are class indices ``(B,)``.
@@ -244,12 +252,19 @@ class LossEvaluator:
         if W.ndim != 2 or W.shape[1] != self.dim:
             raise ValueError(f"expected points of shape (k, {self.dim}), got {tuple(W.shape)}")
         W = W.to(self.device, self.dtype)
+        moving = {} if buffers is None or self.bn_recompute else dict(buffers)
+        for name, values in moving.items():
+            if name not in self.objective.fixed_tensors or values.shape[0] != W.shape[0]:
+                raise ValueError(f"buffers[{name!r}] is not a buffer of the model given per point")
+            moving[name] = values.to(self.device, self.objective.fixed_tensors[name].dtype)
         totals, corrects = [], []
-        with torch.no_grad(), self.operator._eval_mode():
+        every = self._rows(W, moving)
+        with torch.no_grad(), self.objective.evaluating():
             start = 0
             while start < W.shape[0]:  # points_per_pass may drop to 1 on the way
                 stop = min(W.shape[0], start + self.points_per_pass)
-                total, correct = self._chunk_totals(W[start:stop])
+                rows = {name: r[start:stop] for name, r in every.items()}
+                total, correct = self._chunk_totals(rows)
                 totals.append(total)
                 corrects.append(correct)
                 start = stop
@@ -258,30 +273,17 @@ class LossEvaluator:
         accuracy = corrects / self.num_samples if self._pass.classify else None
         return totals / self.num_samples, accuracy
 
-    def _chunk_totals(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss sums and correct counts ``(k,)`` at the rows of ``W``: vectorised, or a loop."""
-        if W.shape[0] > 1 and self.points_per_pass > 1:
-            sums = self._vectorised_totals(W)
+    def _chunk_totals(self, rows: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss sums and correct counts ``(k,)`` at the points: vectorised, or a loop."""
+        k = next(iter(rows.values())).shape[0]
+        if k > 1 and self.points_per_pass > 1:
+            sums = self._vectorised_totals(rows)
             if sums is not None:
                 return sums
         per_point = []
-        for w in W:
-            tensors = unflatten(w, self.operator._shapes)
+        for i in range(k):
+            tensors = {name: r[i] for name, r in rows.items()}
             if self.bn_recompute:
                 self._recompute_batchnorm(tensors)
             per_point.append(self._totals(tensors))
         return tuple(torch.stack([p[i] for p in per_point]) for i in (0, 1))
-
-    def loss_and_gradient(self, weights: torch.Tensor) -> tuple[float, torch.Tensor]:
-        """Mean loss over all data at ``weights`` and its gradient (a flat vector)."""
-        op = self.operator
-        weights = weights.to(self.device, self.dtype)
-        total = torch.zeros((), dtype=torch.float64, device=self.device)
-        gradient = torch.zeros_like(weights)
-        with op._eval_mode():
-            for inputs, targets, n in op._batches():
-                g, loss = grad_and_value(op._batch_loss)(weights, inputs, targets)
-                gradient += g * n
-                total += loss.detach().to(torch.float64) * n
-        total, gradient = all_reduce_sum(total), all_reduce_sum(gradient)
-        return float(total / self.num_samples), gradient / self.num_samples

@@ -22,16 +22,16 @@ estimated from below by projected gradient ascent with a fixed number of steps.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from flatscope.landscape.evaluation import LossEvaluator
+from flatscope.linalg.trace import trace
+from flatscope.objective import Objective
 from flatscope.operators.base import LinearOperator
-from flatscope.operators.hessian import LossFn
+from flatscope.operators.hessian import HessianOperator
 
 __all__ = [
     "AverageSharpness",
@@ -117,20 +117,16 @@ def _check_positive(name: str, value: float) -> float:
 
 
 def average_sharpness(
-    model: nn.Module,
-    loss_fn: LossFn,
-    data: Any,
+    objective: Objective,
     sigma: float,
     *,
     num_samples: int = 32,
     adaptive: bool = False,
     seed: int = 0,
-    params: str | Sequence[str] | None = None,
     trace_method: str = "hutchpp",
     trace_matvecs: int = 100,
     points_per_pass: int | None = None,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
+    hessian: LinearOperator | None = None,
 ) -> AverageSharpness:
     """Gaussian (average-case) sharpness, Monte Carlo with antithetic pairs, and its
     second-order prediction from the Hessian trace.
@@ -141,12 +137,11 @@ def average_sharpness(
     L(w)`` while every odd-order Taylor term, the gradient term first, cancels. The estimate is
     the mean of the ``p_j`` with standard error ``std(p) / sqrt(num_samples)``. For a quadratic
     loss ``p_j = e_j^T H e_j / 2`` exactly. Evaluations are batched (``vmap``) like landscape
-    grid points; use ``dtype=torch.float64`` when ``sigma`` is so small that the loss changes
-    near float32 round-off.
+    grid points; use ``dtype=torch.float64`` in the objective when ``sigma`` is so small that
+    the loss changes near float32 round-off.
 
     Args:
-        model, loss_fn, data, params, device, dtype: as for
-            :class:`~flatscope.operators.hessian.HessianOperator`.
+        objective: the :class:`~flatscope.objective.Objective` ``L`` at its weights ``w``.
         sigma: perturbation scale (relative to ``|w|`` when ``adaptive``).
         num_samples: number of perturbations (``2 * num_samples`` loss evaluations), at least 2.
         adaptive: scale each coordinate's noise by ``|w_i|``.
@@ -154,6 +149,8 @@ def average_sharpness(
         trace_method, trace_matvecs: the :func:`flatscope.linalg.trace.trace` method and budget
             for the second-order prediction; ``trace_matvecs=0`` skips it.
         points_per_pass: perturbed points per vectorised forward pass.
+        hessian: the objective's Hessian operator, to reuse (and its kept graphs); ``None``
+            builds :class:`~flatscope.operators.hessian.HessianOperator` ``(objective)``.
     """
     sigma = _check_positive("sigma", sigma)
     if not isinstance(num_samples, int) or num_samples < 2:
@@ -162,9 +159,11 @@ def average_sharpness(
         )
     if not isinstance(trace_matvecs, int) or trace_matvecs < 0:
         raise ValueError(f"trace_matvecs must be a non-negative integer, got {trace_matvecs!r}")
-    evaluator = LossEvaluator(
-        model, loss_fn, data, params, device=device, dtype=dtype, points_per_pass=points_per_pass
-    )
+    if hessian is not None and hessian.shape != (objective.dim, objective.dim):
+        raise ValueError(
+            f"hessian has shape {hessian.shape} but the objective has {objective.dim} parameters"
+        )
+    evaluator = LossEvaluator(objective, points_per_pass=points_per_pass)
     w = evaluator.origin
     scale = sigma * (w.abs() if adaptive else torch.ones_like(w))
     loss0 = float(evaluator.evaluate(w[None])[0][0])
@@ -182,11 +181,9 @@ def average_sharpness(
     second_order = second_order_stderr = method = None
     matvecs = 0
     if trace_matvecs > 0:
-        from flatscope.linalg.trace import trace
-
-        operator = evaluator.operator
-        hessian = _DiagonallyScaled(operator, w.abs()) if adaptive else operator
-        estimate = trace(hessian, method=trace_method, num_matvecs=trace_matvecs, seed=seed)
+        operator = HessianOperator(objective) if hessian is None else hessian
+        scaled = _DiagonallyScaled(operator, w.abs()) if adaptive else operator
+        estimate = trace(scaled, method=trace_method, num_matvecs=trace_matvecs, seed=seed)
         second_order = sigma**2 / 2 * float(estimate.value)
         second_order_stderr = sigma**2 / 2 * float(estimate.stderr)
         method, matvecs = estimate.method, int(estimate.num_matvecs)
@@ -228,9 +225,7 @@ def _ascent_step(
 
 
 def worst_case_sharpness(
-    model: nn.Module,
-    loss_fn: LossFn,
-    data: Any,
+    objective: Objective,
     rho: float,
     *,
     norm: str = "l2",
@@ -238,9 +233,6 @@ def worst_case_sharpness(
     steps: int = 20,
     step_size: float | None = None,
     seed: int = 0,
-    params: str | Sequence[str] | None = None,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
 ) -> WorstCaseSharpness:
     """Worst-case (epsilon-) sharpness by projected gradient ascent (Keskar et al. 2017;
     Andriushchenko et al. 2023, who use the adaptive form).
@@ -252,11 +244,10 @@ def worst_case_sharpness(
     ||g_u||``; ``linf``: ``u + eta sign(g_u)``) and projects back. From ``u = 0`` the first
     ``l2`` step with ``eta = rho`` would be SAM's perturbation (Foret et al., ICLR 2021). The
     result is the largest loss increase over all ``steps + 1`` points visited, a lower bound of
-    the maximum. One gradient over all of ``data`` per step.
+    the maximum. One gradient over all of the data per step.
 
     Args:
-        model, loss_fn, data, params, device, dtype: as for
-            :class:`~flatscope.operators.hessian.HessianOperator`.
+        objective: the :class:`~flatscope.objective.Objective` ``L`` at its weights ``w``.
         rho: radius of the ball (of ``e / |w|`` when ``adaptive``).
         norm: ``"l2"`` or ``"linf"``.
         adaptive: measure the perturbation relative to ``|w|`` coordinate-wise.
@@ -272,9 +263,7 @@ def worst_case_sharpness(
     eta = rho if step_size is None else _check_positive("step_size", step_size)
     # one point at a time: the same arithmetic as the gradient passes, so that loss
     # differences do not mix round-off of vectorised and plain kernels
-    evaluator = LossEvaluator(
-        model, loss_fn, data, params, device=device, dtype=dtype, points_per_pass=1
-    )
+    evaluator = LossEvaluator(objective, points_per_pass=1)
     w = evaluator.origin
     c = w.abs() if adaptive else torch.ones_like(w)
     loss0 = float(evaluator.evaluate(w[None])[0][0])
@@ -287,7 +276,7 @@ def worst_case_sharpness(
         u = (2 * z - 1) * rho
     best_loss, best_u = -math.inf, u
     for _ in range(steps):
-        loss, gradient = evaluator.loss_and_gradient(w + c * u)
+        loss, gradient = objective.loss_and_gradient_at(w + c * u)
         if loss > best_loss:
             best_loss, best_u = loss, u
         u = _ascent_step(u, c * gradient, eta, rho, norm)

@@ -5,8 +5,11 @@ A 1-D slice is ``f(alpha) = L(w + alpha d)`` and a 2-D surface ``f(alpha, beta) 
 NeurIPS 2018), with ``L`` the mean loss over all of the data (as for the Hessian operator).
 Grid points are evaluated several per forward pass (``torch.func.vmap`` over weight vectors,
 see :class:`~flatscope.landscape.evaluation.LossEvaluator`); the model's tensors are never
-written. Results save to ``.npz`` with their metadata as a JSON string, so figures can be
-redrawn without recomputing.
+written. Along a direction that moves buffers (an interpolation between two checkpoints moves
+their BatchNorm running statistics, see
+:func:`~flatscope.landscape.directions.interpolation_direction`) the buffers at ``alpha d`` are
+``b + alpha delta_b``: exact at both checkpoints, and cheap. Results save to ``.npz`` with
+their metadata as a JSON string, so figures can be redrawn without recomputing.
 """
 
 from __future__ import annotations
@@ -19,13 +22,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from flatscope.errors import FlatscopeError
 from flatscope.io.atomic import atomic_write
 from flatscope.landscape.directions import Direction
 from flatscope.landscape.evaluation import LossEvaluator
-from flatscope.operators.hessian import LossFn
+from flatscope.objective import Objective
 
 __all__ = ["LandscapeResult", "slice_1d", "surface_2d"]
 
@@ -128,33 +130,41 @@ def _per_axis(value: Any, is_scalar: bool, name: str) -> tuple[Any, Any]:
     raise ValueError(f"{name} must be one value for both axes or a pair of per-axis values")
 
 
+def _buffer_steps(objective: Objective, directions: list[Direction]) -> dict[str, torch.Tensor]:
+    """``{name: (num_directions, *shape)}``: how far each buffer moves per unit of each
+    direction's coefficient (zero for directions that leave it alone)."""
+    names = sorted({name for direction in directions for name in direction.buffers})
+    steps = {}
+    for name in names:
+        if name not in objective.fixed_tensors:
+            raise ValueError(f"a direction moves {name!r}, which is not a buffer of the model")
+        base = objective.fixed_tensors[name]
+        steps[name] = torch.stack(
+            [
+                direction.buffers[name].to(base.device, base.dtype)
+                if name in direction.buffers
+                else torch.zeros_like(base)
+                for direction in directions
+            ]
+        )
+    return steps
+
+
 def _grid(
-    model: nn.Module,
-    loss_fn: LossFn,
-    data: Any,
+    objective: Objective,
     directions: list[Direction],
     axes: list[np.ndarray],
     *,
-    params: str | Sequence[str] | None,
     origin: torch.Tensor | None,
     bn_recompute: bool,
     points_per_pass: int | None,
-    device: torch.device | str | None,
-    dtype: torch.dtype | None,
     data_spec: str | None,
     label: str | None,
     trajectory: np.ndarray | None,
 ) -> LandscapeResult:
-    evaluator = LossEvaluator(
-        model,
-        loss_fn,
-        data,
-        params,
-        device=device,
-        dtype=dtype,
-        points_per_pass=points_per_pass,
-        bn_recompute=bn_recompute,
-    )
+    if not isinstance(objective, Objective):
+        raise TypeError(f"expected a flatscope Objective, got {type(objective).__name__}")
+    evaluator = LossEvaluator(objective, points_per_pass=points_per_pass, bn_recompute=bn_recompute)
     d = evaluator.dim
     for direction in directions:
         if direction.vector.shape != (d,):
@@ -169,13 +179,19 @@ def _grid(
     else:
         raise ValueError(f"origin must be a flat vector of {d} entries, got {tuple(origin.shape)}")
     D = torch.stack([dir_.vector.to(evaluator.device, evaluator.dtype) for dir_ in directions])
+    buffer_steps = {} if bn_recompute else _buffer_steps(objective, directions)
     mesh = np.meshgrid(*axes, indexing="ij")
     coefficients = torch.as_tensor(
         np.stack([m.reshape(-1) for m in mesh], axis=1), dtype=evaluator.dtype
     ).to(evaluator.device)
     losses, accuracies = [], []
     for rows in evaluator.chunks(coefficients.shape[0]):
-        loss, accuracy = evaluator.evaluate(center + coefficients[rows] @ D)
+        C = coefficients[rows]
+        buffers = {
+            name: objective.fixed_tensors[name] + torch.tensordot(C.to(step.dtype), step, dims=1)
+            for name, step in buffer_steps.items()
+        }
+        loss, accuracy = evaluator.evaluate(center + C @ D, buffers)
         losses.append(loss)
         accuracies.append(accuracy)
     shape = tuple(len(a) for a in axes)
@@ -190,9 +206,10 @@ def _grid(
         "label": label,
         "num_samples": evaluator.num_samples,
         "num_params": d,
-        "param_names": evaluator.operator.param_names,
+        "param_names": objective.param_names,
         "dtype": str(evaluator.dtype).replace("torch.", ""),
         "bn_recompute": bn_recompute,
+        "interpolated_buffers": sorted(buffer_steps),
         "points_per_pass": evaluator.points_per_pass,
         "origin_norm": float(center.norm()),
     }
@@ -201,47 +218,39 @@ def _grid(
 
 
 def slice_1d(
-    model: nn.Module,
-    loss_fn: LossFn,
-    data: Any,
+    objective: Objective,
     direction: Direction | torch.Tensor,
     *,
     steps: int = 51,
     span: Span = (-1.0, 1.0),
-    params: str | Sequence[str] | None = None,
     origin: torch.Tensor | None = None,
     bn_recompute: bool = False,
     points_per_pass: int | None = None,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
     data_spec: str | None = None,
     label: str | None = None,
 ) -> LandscapeResult:
     """Loss and accuracy along ``origin + alpha * direction`` for ``steps`` values of ``alpha``.
 
     Args:
-        model, loss_fn, data, params, device, dtype: as for
-            :class:`~flatscope.operators.hessian.HessianOperator`; the loss is the mean over all
-            of ``data``, in ``eval()`` mode (the model's modes are restored afterwards).
-        direction: a :class:`~flatscope.landscape.directions.Direction` or a flat tensor.
+        objective: the :class:`~flatscope.objective.Objective` (model, loss, data, parameter
+            selection, device, dtype); the loss is its mean over all of the data, in ``eval()``
+            mode (the model's modes are restored afterwards).
+        direction: a :class:`~flatscope.landscape.directions.Direction` or a flat tensor. A
+            direction that moves buffers (an interpolation) moves them by ``alpha`` too.
         steps, span: ``alpha`` runs over ``numpy.linspace(span[0], span[1], steps)``.
-        origin: the flat weights at ``alpha = 0``; ``None`` for the model's current weights.
-        bn_recompute: re-estimate BatchNorm running statistics over ``data`` at every point.
+        origin: the flat weights at ``alpha = 0``; ``None`` for the objective's weights.
+        bn_recompute: re-estimate BatchNorm running statistics over the data at every point
+            (instead of keeping, or interpolating, the stored ones).
         points_per_pass: grid points per vectorised forward pass (``1``: one at a time).
         data_spec, label: recorded in the metadata (the data spec string, a legend label).
     """
     return _grid(
-        model,
-        loss_fn,
-        data,
+        objective,
         [_as_direction(direction)],
         [_axis(steps, span, "slice")],
-        params=params,
         origin=origin,
         bn_recompute=bn_recompute,
         points_per_pass=points_per_pass,
-        device=device,
-        dtype=dtype,
         data_spec=data_spec,
         label=label,
         trajectory=None,
@@ -249,20 +258,15 @@ def slice_1d(
 
 
 def surface_2d(
-    model: nn.Module,
-    loss_fn: LossFn,
-    data: Any,
+    objective: Objective,
     d1: Direction | torch.Tensor,
     d2: Direction | torch.Tensor,
     *,
     steps: int | tuple[int, int] = 21,
     span: Span | tuple[Span, Span] = (-1.0, 1.0),
-    params: str | Sequence[str] | None = None,
     origin: torch.Tensor | None = None,
     bn_recompute: bool = False,
     points_per_pass: int | None = None,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
     data_spec: str | None = None,
     label: str | None = None,
     trajectory: np.ndarray | None = None,
@@ -278,17 +282,12 @@ def surface_2d(
     if trajectory is not None and np.shape(trajectory)[-1:] != (2,):
         raise ValueError(f"trajectory must have shape (T, 2), got {np.shape(trajectory)}")
     return _grid(
-        model,
-        loss_fn,
-        data,
+        objective,
         [_as_direction(d1), _as_direction(d2)],
         [_axis(steps_a, span_a, "first-axis"), _axis(steps_b, span_b, "second-axis")],
-        params=params,
         origin=origin,
         bn_recompute=bn_recompute,
         points_per_pass=points_per_pass,
-        device=device,
-        dtype=dtype,
         data_spec=data_spec,
         label=label,
         trajectory=trajectory,

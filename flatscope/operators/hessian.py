@@ -1,309 +1,349 @@
-"""The Hessian of a model's mean training loss over a whole dataset, as a matrix-free operator.
+"""The Hessian of an objective (the mean training loss over a whole data set), matrix-free.
 
-For data split into batches ``B_1, ..., B_m`` with ``n_b`` samples each and ``N = sum n_b``,
-the operator is the Hessian of
+For an :class:`~flatscope.objective.Objective` ``L(w) = sum_b (n_b / N) loss_b(w)`` the operator
+multiplies ``H = sum_b (n_b / N) H_b`` with ``V`` batch by batch (Pearlmutter 1994), in one of
+two ways:
 
-    L(w) = sum_b (n_b / N) * loss_fn(model(x_b; w), y_b),
+- reverse-over-reverse ("double backward"), ``H_b v = grad <grad loss_b, v>``: a forward and a
+  differentiable backward pass build the first-order graph of ``grad loss_b``, and one more
+  backward pass through it gives a column. The columns of ``V`` either run one after another on
+  the same graph (``loop``) or together as one batched backward pass (``batched``:
+  ``torch.autograd.grad(..., is_grads_batched=True)``, a ``vmap`` over the backward pass);
+- forward-over-reverse, ``H_b v = d/dt grad loss_b(w + t v) |_{t=0}``: ``torch.func.jvp`` of
+  ``torch.func.grad``, vectorised over the columns of ``V`` with ``torch.func.vmap``.
 
-the mean of the per-sample loss over all ``N`` samples when ``loss_fn`` returns a batch mean.
-Products ``H V`` are computed batch by batch (Pearlmutter 1994) in one of two ways:
+**Kept graphs.** The first-order graphs depend only on the weights and the data, which an
+operator never changes, so double backward builds them once and keeps them for every later
+product when the data is one batch, or when the graphs of all batches fit ``graph_budget``
+bytes (by default a quarter of the memory available on the device when the first product runs,
+see :mod:`flatscope.operators.memory`). A kept graph costs one backward pass per column instead
+of a forward and two backward passes (PyHessian's single-batch mode, Yao et al. 2020, without
+its flaws: flatscope's graphs hold private copies of the weights, write no ``.grad``, cover any
+number of batches, and are rebuilt if a tensor of the objective or of in-memory data is written
+in place, as their version counters show). Graphs that do not fit are rebuilt on every product.
 
-- forward-over-reverse, ``H v = d/dt grad L(w + t v) |_{t=0}``: ``torch.func.jvp`` of
-  ``torch.func.grad`` over ``torch.func.functional_call``, vectorised over the columns of ``V``
-  with ``torch.func.vmap`` (activation memory grows with the number of columns per pass);
-- reverse-over-reverse ("double backward"), ``H v = grad <grad L, v>``: one forward and one
-  differentiable backward pass per data batch, whose graph is then shared by every column.
+**Memory.** A chunk of ``m`` columns costs memory that grows with ``m`` in the batched and the
+forward modes. Before the first such product the activation memory ``A`` of one batch (bytes
+saved for the backward pass by a forward pass, measured) sizes the chunk so that a product
+stays within ``memory_multiple`` times the memory of a gradient, estimated as ``1.5 A`` plus the
+weights and the gradient: per column ``COLUMN_COST * A`` plus three flat vectors, on top of
+``BASE_COST * A`` (both measured with the profiler on a CNN and a ResNet-18, see
+``benchmarks/hvp.py``). The loop mode holds one column's intermediate results at a time.
 
-``hvp="auto"`` takes double backward on the CPU, where it measured 1.3-1.9x cheaper per probe
-than forward-over-reverse on a small CNN (``benchmarks/hvp.py``), and forward-over-reverse on
-accelerators, where the vmapped columns run in parallel. Forward-over-reverse falls back to
-double backward when an operation has no forward-mode rule.
+**Choosing.** ``hvp="auto"`` takes double backward: with kept graphs it does strictly less work
+than forward-over-reverse, which has to redo the forward and the backward pass every time. The
+first product with two columns or more times the loop and the batched backward pass on the
+first batch and keeps the faster one (the batched one only if it is faster by ``TIE_MARGIN``,
+so that the choice, and with it the round-off, stays the same on repeated runs); see
+``benchmarks/hvp.py`` for the numbers. ``"forward"`` falls back to double backward, with a
+warning, when forward-over-reverse fails on a batch where double backward succeeds (an operation
+without a forward-mode or vmap rule; :class:`ForwardModeUnavailable`).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, jvp, vmap
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.data import DataLoader, RandomSampler
+from torch.func import grad, jvp, vmap
 
+from flatscope.distributed import all_reduce_sum
+from flatscope.objective import LossFn, Objective
 from flatscope.operators.base import LinearOperator
-from flatscope.operators.distributed import all_reduce_sum
-from flatscope.operators.params import block_slices, flatten, select_parameters, unflatten
+from flatscope.operators.memory import available_memory, measure_graph_bytes
 
-__all__ = ["HessianOperator"]
+__all__ = ["HessianOperator", "ForwardModeUnavailable", "LossFn"]
 
-Batch = tuple[Any, torch.Tensor]
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-_HVP_MODES = ("auto", "forward", "double_backward")
-# Messages of errors raised when an op has no (working) forward-mode or vmap rule; the last
-# one is raised by mse_loss's backward under forward AD in PyTorch 2.x.
-_FORWARD_AD_MISSING = (
-    "forward",
-    "jvp",
-    "vmap",
-    "not implemented",
-    "batching rule",
-    "zerotensors are immutable",
-)
+HVP_MODES = ("auto", "forward", "double_backward", "batched_double_backward")
+GRAPH_BUDGET_SHARE = 0.25  # of the memory available when the first product runs
+DEFAULT_MEMORY_MULTIPLE = 8.0  # a product's memory on one batch, in gradients' memory
+GRADIENT_COST = 1.5  # a gradient's peak memory, in activation memories A (measured 1.5)
+COLUMN_COST = {"forward": 3.0, "batched": 2.0}  # memory per column, in A (measured 2.8, 1.6)
+BASE_COST = {"forward": 2.5, "batched": 1.0}  # memory of a chunk besides its columns, in A
+PROBE_STORAGE_ENTRIES = 1 << 24  # a chunk's probe columns never hold more entries than this
 
 
-def _one_shot_error() -> ValueError:
-    return ValueError(
-        "data is a one-shot iterator (a generator?): the Hessian operator passes over the data "
-        "once per product, so pass a list of (inputs, targets) batches or a DataLoader"
-    )
+class ForwardModeUnavailable(RuntimeError):
+    """Forward-over-reverse failed on a batch on which double backward succeeds: an operation
+    of the model has no forward-mode (``jvp``) or batching (``vmap``) rule."""
 
 
-def _as_batches(data: Any) -> Iterable[Batch]:
-    """Normalise ``data`` to a re-iterable of ``(inputs, targets)`` batches."""
-    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[1], torch.Tensor):
-        return [data]
-    if isinstance(data, DataLoader):
-        if (
-            isinstance(data.sampler, RandomSampler)
-            or data.batch_sampler is not None
-            and (isinstance(getattr(data.batch_sampler, "sampler", None), RandomSampler))
-        ):
-            raise ValueError(
-                "the DataLoader shuffles (shuffle=True): the Hessian needs the same batches on "
-                "every product; build the loader with shuffle=False"
-            )
-        return data
-    if not isinstance(data, Iterable):
-        raise TypeError(
-            "data must be a DataLoader, a re-iterable of (inputs, targets) batches or one "
-            f"(inputs, targets) tuple, got {type(data).__name__}"
-        )
-    if iter(data) is data:
-        raise _one_shot_error()
-    return data
+@dataclass
+class _BatchGraph:
+    """The first-order graph of one batch: ``gradient`` is ``grad loss_b`` at ``weights`` (a
+    leaf) with its graph; ``kept`` says whether it outlives the product."""
 
-
-def _batch_size(targets: torch.Tensor) -> int:
-    return int(targets.shape[0]) if targets.ndim > 0 else 1
+    weights: torch.Tensor
+    gradient: torch.Tensor
+    samples: int
+    kept: bool
 
 
 class HessianOperator(LinearOperator):
-    """Hessian of the mean loss of ``model`` over all of ``data`` w.r.t. selected parameters.
+    """The Hessian of an objective's mean loss over all of its data, w.r.t. its parameters.
+
+    Build it from an :class:`~flatscope.objective.Objective`, or, as a convenience, from the
+    objective's arguments: ``HessianOperator(model, loss_fn, data, params, device=...,
+    dtype=...)`` is ``HessianOperator(Objective(model, loss_fn, data, params, device=...,
+    dtype=...))``.
 
     Args:
-        model: the network. Its weights are never modified; products run in ``eval()`` mode
-            (BatchNorm running statistics, no dropout) and the training flags are restored.
-        loss_fn: ``loss_fn(outputs, targets)`` returning the mean loss of a batch (for example
-            ``torch.nn.CrossEntropyLoss()``).
-        data: a ``DataLoader`` without shuffling, a re-iterable of ``(inputs, targets)``
-            batches, or one ``(inputs, targets)`` tuple. ``inputs`` may be a tuple of tensors,
-            passed to the model as positional arguments.
-        params: ``None`` for every trainable parameter, or names / globs (``"layer1.*"``).
-        device: where products run; defaults to the device of the model's parameters.
-        dtype: the dtype of the computation (``torch.float64`` for exact comparisons);
-            defaults to the dtype of the selected parameters.
-        probe_batch_size: how many probe vectors one vectorised pass carries; ``None`` picks
-            a value from the problem size.
-        hvp: ``"forward"`` (forward-over-reverse, falling back to double backward when an
-            operation lacks a forward-mode rule), ``"double_backward"``, or ``"auto"`` (double
-            backward on the CPU, forward-over-reverse elsewhere; see the module docstring).
+        objective: the objective, or the model (with ``loss_fn`` and ``data``).
+        loss_fn, data, params, device, dtype: the objective's arguments, when ``objective`` is
+            a model.
+        probe_batch_size: columns per product chunk; ``None`` sizes chunks by memory (see the
+            module docstring).
+        hvp: ``"auto"``, ``"double_backward"`` (columns in a loop), ``"batched_double_backward"``
+            or ``"forward"`` (forward-over-reverse, falling back to double backward where an
+            operation lacks a forward-mode rule); see the module docstring.
+        graph_budget: bytes the kept first-order graphs of all batches may take; ``None`` for a
+            quarter of the memory available at the first product, ``0`` never to keep graphs
+            (one batch's graph is kept whatever the budget).
+        memory_multiple: the memory of a product chunk on one batch, in gradients' memory, that
+            the chunk size aims at.
 
-    The flat coordinate vector lists the selected parameters in ``named_parameters`` order;
-    :attr:`blocks` maps each parameter name to its slice.
-
-    Under an initialised ``torch.distributed`` process group, ``data`` is this rank's shard
-    (see :class:`flatscope.operators.distributed.ShardSampler`); products, :meth:`loss` and
-    :meth:`gradient` are all-reduced so that every rank holds the result for the whole dataset.
-    Pass the unwrapped module, not a ``DistributedDataParallel`` wrapper.
+    The operator never changes the model or the objective. Its flat coordinates are the
+    objective's (:attr:`blocks` maps each parameter name to its slice). Under ``torch.distributed``
+    each rank multiplies over its shard and the sums are all-reduced, so that every rank holds
+    the product for the whole data set.
     """
 
     def __init__(
         self,
-        model: nn.Module,
-        loss_fn: LossFn,
-        data: Any,
+        objective: Objective | nn.Module,
+        loss_fn: LossFn | None = None,
+        data: Any = None,
         params: str | Sequence[str] | None = None,
         *,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         probe_batch_size: int | None = None,
         hvp: str = "auto",
+        graph_budget: int | None = None,
+        memory_multiple: float = DEFAULT_MEMORY_MULTIPLE,
     ) -> None:
-        if hvp not in _HVP_MODES:
-            raise ValueError(f"hvp must be one of {_HVP_MODES}, got {hvp!r}")
+        if hvp not in HVP_MODES:
+            raise ValueError(f"hvp must be one of {HVP_MODES}, got {hvp!r}")
         if probe_batch_size is not None and probe_batch_size < 1:
             raise ValueError(f"probe_batch_size must be a positive integer, got {probe_batch_size}")
-        selected = select_parameters(model, params)
-        first = next(iter(selected.values()))
-        device = torch.device(device) if device is not None else first.device
-        dtype = dtype if dtype is not None else first.dtype
-        if not dtype.is_floating_point:
-            raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
-
-        self.model = model
-        self.loss_fn = loss_fn
-        self.data = _as_batches(data)
-        self.param_names = list(selected)
-        self.hvp_mode = (
-            hvp if hvp != "auto" else ("double_backward" if device.type == "cpu" else "forward")
+        if graph_budget is not None and graph_budget < 0:
+            raise ValueError(f"graph_budget must be a number of bytes >= 0, got {graph_budget}")
+        if not memory_multiple > 1:
+            raise ValueError(f"memory_multiple must be larger than 1, got {memory_multiple}")
+        if isinstance(objective, Objective):
+            given = [loss_fn, data, params, device, dtype]
+            if any(argument is not None for argument in given):
+                raise TypeError(
+                    "pass either an Objective or (model, loss_fn, data, params, device, dtype), "
+                    "not both: the objective already fixes them"
+                )
+        elif isinstance(objective, nn.Module):
+            if loss_fn is None or data is None:
+                raise TypeError("HessianOperator(model, loss_fn, data): loss_fn and data needed")
+            objective = Objective(objective, loss_fn, data, params, device=device, dtype=dtype)
+        else:
+            raise TypeError(
+                f"expected an Objective or an nn.Module, got {type(objective).__name__}"
+            )
+        self.objective = objective
+        self.hvp_mode = "forward" if hvp == "forward" else "double_backward"
+        automatic = "loop" if objective.device.type == "cpu" else "batched"
+        self.column_mode = {"double_backward": "loop", "batched_double_backward": "batched"}.get(
+            hvp, automatic
         )
         self.probe_batch_size = probe_batch_size
-        self._shapes = {name: p.detach().to(device, dtype) for name, p in selected.items()}
-        self._weights = flatten(self._shapes.values()).clone()
-        ids = {id(p) for p in selected.values()}
-        self._fixed = {
-            name: t.detach().to(device, dtype if t.is_floating_point() else t.dtype)
-            for name, t in [*model.named_parameters(), *model.named_buffers()]
-            if id(t) not in ids
-        }
-        d = self._weights.numel()
-        super().__init__((d, d), dtype, device, block_slices(self._shapes))
-        self.num_samples = self._check_data()
+        self.graph_budget = graph_budget
+        self.memory_multiple = float(memory_multiple)
+        self._weights = objective.flat_params()
+        self._kept: list[_BatchGraph] | None = None
+        self._kept_version: tuple | None = None
+        self._keep: bool | None = None  # None until the first pass decides
+        self._activation_bytes: int | None = None
+        d = objective.dim
+        super().__init__((d, d), objective.dtype, objective.device, dict(objective.blocks))
 
-    # ----------------------------------------------------------------- data and the loss
-    def _batches(self) -> Iterator[tuple[Any, torch.Tensor, int]]:
-        for batch in self.data:
-            if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-                raise ValueError(
-                    "each batch must be an (inputs, targets) pair, got "
-                    f"{type(batch).__name__}"
-                    + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
-                )
-            inputs, targets = batch
-            yield self._place(inputs), self._place(targets), _batch_size(targets)
+    # ----------------------------------------------------------------- the objective's view
+    @property
+    def model(self) -> nn.Module:
+        return self.objective.model
 
-    def _place(self, x: Any) -> Any:
-        if isinstance(x, (tuple, list)):
-            return type(x)(self._place(t) for t in x)
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"batches must hold tensors, got {type(x).__name__}")
-        return x.to(self.device, self.dtype if x.is_floating_point() else x.dtype)
+    @property
+    def loss_fn(self) -> LossFn:
+        return self.objective.loss_fn
 
-    def _batch_loss(
-        self, weights: torch.Tensor, inputs: Any, targets: torch.Tensor
-    ) -> torch.Tensor:
-        tensors = {**self._fixed, **unflatten(weights, self._shapes)}
-        args = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
-        return self.loss_fn(functional_call(self.model, tensors, tuple(args)), targets)
+    @property
+    def data(self) -> Any:
+        return self.objective.data
 
-    @contextlib.contextmanager
-    def _eval_mode(self) -> Iterator[None]:
-        """Eval mode, and the plain-math attention kernel: fused scaled-dot-product attention
-        kernels have no second derivatives."""
-        modes = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
-        try:
-            with sdpa_kernel(SDPBackend.MATH):
-                yield
-        finally:
-            for module, training in modes:
-                module.training = training
+    @property
+    def param_names(self) -> list[str]:
+        return self.objective.param_names
 
-    def _check_data(self) -> int:
-        """Count samples and check that data and model give the same numbers twice."""
-        local, first = 0, None
-        for inputs, targets, n in self._batches():
-            if first is None:
-                first = (inputs, targets)
-            local += n
-        num_samples = int(
-            all_reduce_sum(torch.tensor([local], dtype=torch.float64, device=self.device)).item()
-        )
-        if num_samples == 0:
-            raise ValueError("data is empty: the Hessian needs at least one sample")
-        if first is None:  # an empty shard on this rank: nothing to check here
-            return num_samples
-        inputs, targets, _ = next(self._batches())
-        if not torch.equal(targets, first[1]):
-            raise ValueError(
-                "data gives different batches on each pass (a shuffling sampler?): the Hessian "
-                "needs the same batches on every product; iterate the data in a fixed order"
-            )
-        with torch.no_grad(), self._eval_mode():
-            a = self._batch_loss(self._weights, inputs, targets)
-            b = self._batch_loss(self._weights, inputs, targets)
-        # equal bit for bit; a NaN loss is not randomness, and is reported by the caller
-        if not torch.allclose(a, b, rtol=0, atol=0, equal_nan=True):
-            raise ValueError(
-                "the model gives different losses on the same batch in eval mode (dropout or "
-                "other randomness left active?): make the forward pass deterministic"
-            )
-        return num_samples
+    @property
+    def num_samples(self) -> int:
+        return self.objective.num_samples
+
+    @property
+    def graphs_kept(self) -> bool | None:
+        """Whether the first-order graphs are kept between products (``None`` before the first
+        double-backward product)."""
+        return self._keep
 
     def flat_params(self) -> torch.Tensor:
-        """The selected parameters at which the Hessian is taken, as a flat vector."""
+        """The weights at which the Hessian is taken, as a flat vector (a copy)."""
         return self._weights.clone()
 
     def loss(self) -> float:
-        """The mean loss over all of the data."""
-        total = torch.zeros((), dtype=self.dtype, device=self.device)
-        with torch.no_grad(), self._eval_mode():
-            for inputs, targets, n in self._batches():
-                total += self._batch_loss(self._weights, inputs, targets) * n
-        return float(all_reduce_sum(total) / self.num_samples)
+        """The objective's mean loss over all of the data."""
+        return self.objective.loss()
 
     def gradient(self) -> torch.Tensor:
-        """The gradient of the mean loss over all of the data, as a flat vector."""
-        total = torch.zeros_like(self._weights)
-        with self._eval_mode():
-            for inputs, targets, n in self._batches():
-                total += grad(self._batch_loss)(self._weights, inputs, targets) * n
-        return all_reduce_sum(total) / self.num_samples
+        """The objective's gradient over all of the data, as a flat vector."""
+        return self.objective.gradient()
+
+    def release_graphs(self) -> None:
+        """Free the kept first-order graphs (the next product rebuilds what it needs)."""
+        self._kept = self._kept_version = None
 
     # ----------------------------------------------------------------- products
+    def _matmat(self, V: torch.Tensor) -> torch.Tensor:
+        with self.objective.evaluating():
+            if self.hvp_mode == "forward":
+                try:
+                    out = self._forward_sum(V)
+                except ForwardModeUnavailable as err:
+                    warnings.warn(
+                        f"{err}; computing Hessian products by double backward instead",
+                        RuntimeWarning,
+                        stacklevel=4,
+                    )
+                    self.hvp_mode = "double_backward"
+            if self.hvp_mode == "double_backward":
+                out = self._double_backward_sum(V)
+        return all_reduce_sum(out) / self.num_samples
+
     def _chunk_size(self, k: int) -> int:
+        """Columns per chunk: as given, all of them for the loop, else sized by memory."""
         if self.probe_batch_size is not None:
             return min(k, self.probe_batch_size)
-        if self.hvp_mode == "double_backward":
-            return k  # every column shares the batch's graph: no memory grows with k
-        # vmap multiplies activation memory by the chunk size; keep the chunk's probe storage
-        # near 2**24 entries, but never below one probe.
-        return max(1, min(k, 32, (1 << 24) // max(1, self.shape[0])))
+        mode = "forward" if self.hvp_mode == "forward" else self.column_mode
+        if mode == "loop":
+            return k
+        item = torch.empty((), dtype=self.dtype).element_size()
+        A, vector = self._activation_bytes or 0, self.shape[0] * item
+        allowed = self.memory_multiple * (GRADIENT_COST * A + 2 * vector) - BASE_COST[mode] * A
+        per_column = COLUMN_COST[mode] * A + 3 * vector
+        storage = PROBE_STORAGE_ENTRIES // self.shape[0]
+        return max(1, min(k, storage, int(allowed // per_column)))
 
-    def _hvp_forward(self, inputs: Any, targets: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+    def _measure_activations(self, inputs: Any, targets: torch.Tensor) -> None:
+        """``A``: bytes a forward pass of the batch saves for the backward pass (once)."""
+        if self._activation_bytes is not None:
+            return
+        w = self._weights.detach().requires_grad_(True)
+        with measure_graph_bytes(self.device, w) as saved, torch.enable_grad():
+            loss = self.objective.batch_loss(w, inputs, targets)
+        del loss
+        self._activation_bytes = saved.bytes
+
+    # forward-over-reverse
+    def _forward_sum(self, V: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(V)
+        for inputs, targets, n in self.objective.batches():
+            self._measure_activations(inputs, targets)
+            chunk = self._chunk_size(V.shape[1])
+            for start in range(0, V.shape[1], chunk):
+                cols = slice(start, start + chunk)
+                out[:, cols] += self._forward_columns(inputs, targets, V[:, cols]) * n
+        return out
+
+    def _forward_columns(self, inputs: Any, targets: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         def gradient(w: torch.Tensor) -> torch.Tensor:
-            return grad(self._batch_loss)(w, inputs, targets)
+            return grad(self.objective.batch_loss)(w, inputs, targets)
 
         def hvp(v: torch.Tensor) -> torch.Tensor:
             return jvp(gradient, (self._weights,), (v,))[1]
 
-        if V.shape[1] == 1:
-            return hvp(V[:, 0])[:, None]
-        return vmap(hvp, in_dims=1, out_dims=1)(V)
+        try:
+            if V.shape[1] == 1:
+                return hvp(V[:, 0])[:, None]
+            return vmap(hvp, in_dims=1, out_dims=1)(V)
+        except (RuntimeError, NotImplementedError) as err:
+            try:  # the same batch by double backward: if that fails too, the model is at fault
+                graph = self._graph(inputs, targets, 0, kept=False)
+                torch.autograd.grad(graph.gradient, graph.weights, V[:, 0])
+            except (RuntimeError, NotImplementedError):
+                raise err from None
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err)
+            raise ForwardModeUnavailable(
+                f"forward-over-reverse failed on this model ({first_line})"
+            ) from err
 
-    def _hvp_double_backward(
-        self, inputs: Any, targets: torch.Tensor, V: torch.Tensor
-    ) -> torch.Tensor:
+    # reverse-over-reverse
+    def _graph(self, inputs: Any, targets: torch.Tensor, samples: int, kept: bool) -> _BatchGraph:
         w = self._weights.detach().requires_grad_(True)
         with torch.enable_grad():
-            (g,) = torch.autograd.grad(self._batch_loss(w, inputs, targets), w, create_graph=True)
-            columns = [
-                torch.autograd.grad(g, w, V[:, j], retain_graph=j < V.shape[1] - 1)[0]
-                for j in range(V.shape[1])
-            ]
-        return torch.stack(columns, dim=1)
+            loss = self.objective.batch_loss(w, inputs, targets)
+            (g,) = torch.autograd.grad(loss, w, create_graph=True)
+        return _BatchGraph(w, g, samples, kept)
 
-    def _batch_hvp(self, inputs: Any, targets: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
-        if self.hvp_mode == "double_backward":
-            return self._hvp_double_backward(inputs, targets, V)
-        try:
-            return self._hvp_forward(inputs, targets, V)
-        except (NotImplementedError, RuntimeError) as err:
-            message = str(err).lower()
-            if not any(k in message for k in _FORWARD_AD_MISSING):
-                raise
-            self.hvp_mode = "double_backward"
-            return self._hvp_double_backward(inputs, targets, V)
+    def _graphs(self) -> Iterator[_BatchGraph]:
+        """The first-order graph of every batch: kept ones, or built (and kept if they fit)."""
+        version = self.objective.state_version()
+        if self._kept is not None and self._kept_version == version:
+            yield from self._kept
+            return
+        self._kept = None
+        keep = self._keep is not False
+        budget = self._budget() if keep else 0
+        kept, used = [], 0
+        for index, (inputs, targets, n) in enumerate(self.objective.batches()):
+            self._measure_activations(inputs, targets)
+            if not keep:
+                yield self._graph(inputs, targets, n, kept=False)
+                continue
+            with measure_graph_bytes(self.device, self._weights) as size:
+                graph = self._graph(inputs, targets, n, kept=True)
+            used += size.bytes
+            if index > 0 and used > budget:  # one batch's graph is kept whatever the budget
+                for dropped in [*kept, graph]:
+                    dropped.kept = False
+                keep, kept = False, []
+            else:
+                kept.append(graph)
+            yield graph
+        if keep:
+            self._kept, self._kept_version = kept, version
+        self._keep = keep
 
-    def _matmat(self, V: torch.Tensor) -> torch.Tensor:
+    def _budget(self) -> int:
+        if self.graph_budget is not None:
+            return self.graph_budget
+        return int(GRAPH_BUDGET_SHARE * available_memory(self.device))
+
+    def _double_backward_sum(self, V: torch.Tensor) -> torch.Tensor:
         out = torch.zeros_like(V)
-        chunk = self._chunk_size(V.shape[1])
-        with self._eval_mode():
-            for inputs, targets, n in self._batches():
-                for start in range(0, V.shape[1], chunk):
-                    cols = slice(start, start + chunk)
-                    out[:, cols] += self._batch_hvp(inputs, targets, V[:, cols]) * n
-        return all_reduce_sum(out) / self.num_samples
+        k = V.shape[1]
+        for graph in self._graphs():
+            chunk = self._chunk_size(k)
+            for start in range(0, k, chunk):
+                cols = slice(start, start + chunk)
+                retain = graph.kept or start + chunk < k
+                out[:, cols] += self._backward(graph, V[:, cols], retain) * graph.samples
+        return out
+
+    def _backward(self, graph: _BatchGraph, V: torch.Tensor, retain: bool) -> torch.Tensor:
+        """``H_b V`` for the columns of ``V`` from the batch's first-order graph."""
+        g, w, k = graph.gradient, graph.weights, V.shape[1]
+        if self.column_mode == "batched" and k > 1:
+            (HV,) = torch.autograd.grad(g, w, V.T, retain_graph=retain, is_grads_batched=True)
+            return HV.T
+        columns = [
+            torch.autograd.grad(g, w, V[:, j], retain_graph=retain or j < k - 1)[0]
+            for j in range(k)
+        ]
+        return torch.stack(columns, dim=1)

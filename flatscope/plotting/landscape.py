@@ -37,6 +37,24 @@ def _axis_label(results: Sequence[LandscapeResult], axis: int) -> str:
     return f"{name} ({kind} direction)" if kind else name
 
 
+def _mark_endpoints(ax: Axes, result: LandscapeResult) -> None:
+    """Mark and name the two checkpoints of an interpolation (at alpha = 0 and alpha = 1)."""
+    first = (result.metadata.get("directions") or [{}])[0]
+    names = first.get("endpoints")
+    if first.get("kind") != "interpolation" or not names:
+        return
+    alphas = result.coords[0]
+    for alpha, name in zip((0.0, 1.0), names, strict=True):
+        if not alphas[0] <= alpha <= alphas[-1]:
+            continue
+        if result.dims == 1:
+            x, y = alpha, float(np.interp(alpha, alphas, result.loss))
+        else:
+            x, y = alpha, 0.0
+        ax.plot([x], [y], "o", color="black", markersize=5, zorder=3)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 6), fontsize=8)
+
+
 def plot_slice_1d(
     results: LandscapeResult | Sequence[LandscapeResult], ax: Axes | None = None
 ) -> Figure:
@@ -56,6 +74,7 @@ def plot_slice_1d(
     for i, result in enumerate(results):
         label = result.metadata.get("label") or f"slice {i}"
         ax.plot(result.coords[0], result.loss, label=label)
+        _mark_endpoints(ax, result)
     ax.set_xlabel(_axis_label(results, 0))
     ax.set_ylabel("loss")
     if len(results) > 1:
@@ -84,6 +103,7 @@ def plot_surface_2d(
     for ax in (lines_ax, filled_ax):
         if path is not None:
             ax.plot(path[:, 0], path[:, 1], "o-", color="tab:red", markersize=3, linewidth=1)
+        _mark_endpoints(ax, result)
         ax.set_xlabel(_axis_label([result], 0))
         ax.set_ylabel(_axis_label([result], 1))
     return fig

@@ -161,22 +161,19 @@ def test_resume_refuses_other_settings_or_other_weights(problem, tmp_path):
 
 def test_sharpness_is_the_landscape_functions_on_the_same_inputs(problem):
     from flatscope.landscape.sharpness import average_sharpness, worst_case_sharpness
+    from flatscope.objective import Objective
 
     model, batches, _ = problem
     entry = run(problem, "sharpness", dtype="float64", sharpness_sigma=0.02, **FAST).metrics
-    common = {"seed": 0, "params": None, "device": "cpu", "dtype": torch.float64}
+    objective = Objective(model, F.cross_entropy, batches, device="cpu", dtype=torch.float64)
     average = average_sharpness(
-        model,
-        F.cross_entropy,
-        batches,
+        objective,
         0.02,
         num_samples=analyze_module.SHARPNESS_SAMPLES,
         trace_matvecs=FAST["num_matvecs"],
-        **common,
+        seed=0,
     )
-    worst = worst_case_sharpness(
-        model, F.cross_entropy, batches, 0.05, steps=analyze_module.SHARPNESS_STEPS, **common
-    )
+    worst = worst_case_sharpness(objective, 0.05, steps=analyze_module.SHARPNESS_STEPS, seed=0)
     assert entry["sharpness"] == {"average": average.to_dict(), "worst_case": worst.to_dict()}
 
 

@@ -13,6 +13,7 @@ from flatscope.landscape.directions import (
     pca_directions,
     random_directions,
 )
+from flatscope.objective import Objective
 from flatscope.operators.params import select_parameters, unflatten
 from tests.landscape._problems import F64, least_squares, tiny_cnn
 
@@ -105,7 +106,8 @@ def test_random_direction_errors():
 
 def test_eigen_directions_are_the_top_hessian_eigenvectors():
     problem = least_squares()
-    directions = eigen_directions(problem.model, problem.loss_fn, problem.data, k=2, tol=1e-10)
+    objective = Objective(problem.model, problem.loss_fn, problem.data)
+    directions = eigen_directions(objective, k=2, tol=1e-10)
     for i, d in enumerate(directions):
         assert d.info["eigenvalue"] == pytest.approx(problem.eigenvalues[i].item(), rel=1e-9)
         assert abs(d.vector @ problem.eigenvectors[:, i]).item() == pytest.approx(1.0, abs=1e-9)

@@ -11,6 +11,7 @@ from torch.nn.utils import vector_to_parameters
 
 from flatscope.landscape.directions import random_directions
 from flatscope.landscape.evaluation import LossEvaluator
+from flatscope.objective import Objective
 from tests.landscape._problems import F64, least_squares, tiny_cnn
 
 
@@ -44,8 +45,8 @@ def _reference(model, loss_fn, data, w, recompute_bn=False):
 def test_vmapped_points_equal_the_one_point_loop_and_plain_forward_passes():
     model, data = tiny_cnn()
     loss_fn = nn.CrossEntropyLoss()
-    loop = LossEvaluator(model, loss_fn, data, points_per_pass=1)
-    batched = LossEvaluator(model, loss_fn, data, points_per_pass=3)
+    loop = LossEvaluator(Objective(model, loss_fn, data), points_per_pass=1)
+    batched = LossEvaluator(Objective(model, loss_fn, data), points_per_pass=3)
     W = _random_points(loop.origin, 7)  # chunks of 3, 3 and 1 points
     loss_loop, acc_loop = loop.evaluate(W)
     loss_vmap, acc_vmap = batched.evaluate(W)
@@ -60,8 +61,8 @@ def test_vmapped_points_equal_the_one_point_loop_and_plain_forward_passes():
 def test_vmapped_points_with_shared_parameters_or_one_repeated_point():
     model, data = tiny_cnn()
     loss_fn = nn.CrossEntropyLoss()
-    loop = LossEvaluator(model, loss_fn, data, points_per_pass=1)
-    batched = LossEvaluator(model, loss_fn, data, points_per_pass=4)
+    loop = LossEvaluator(Objective(model, loss_fn, data), points_per_pass=1)
+    batched = LossEvaluator(Objective(model, loss_fn, data), points_per_pass=4)
     # random directions are zero on biases and BatchNorm parameters: those are not batched
     D = torch.stack([d.vector for d in random_directions(model, 2, seed=2)])
     coefficients = torch.tensor([[0.5, -1.0], [0.0, 0.0], [-0.25, 0.75], [1.0, 1.0]], dtype=F64)
@@ -76,10 +77,10 @@ def test_vmapped_points_with_shared_parameters_or_one_repeated_point():
 def test_recomputed_batchnorm_statistics_match_a_module_level_reference():
     model, data = tiny_cnn()
     loss_fn = nn.CrossEntropyLoss()
-    evaluator = LossEvaluator(model, loss_fn, data, bn_recompute=True)
+    evaluator = LossEvaluator(Objective(model, loss_fn, data), bn_recompute=True)
     W = _random_points(evaluator.origin, 2)
     losses, accuracies = evaluator.evaluate(W)
-    plain, _ = LossEvaluator(model, loss_fn, data).evaluate(W)
+    plain, _ = LossEvaluator(Objective(model, loss_fn, data)).evaluate(W)
     for i in range(2):
         loss, acc = _reference(model, loss_fn, data, W[i], recompute_bn=True)
         assert losses[i].item() == pytest.approx(loss, rel=1e-13)
@@ -92,7 +93,7 @@ def test_recomputed_batchnorm_statistics_match_a_module_level_reference():
 def test_bn_recompute_without_batchnorm_is_a_clear_error():
     problem = least_squares()
     with pytest.raises(ValueError, match="no BatchNorm"):
-        LossEvaluator(problem.model, problem.loss_fn, problem.data, bn_recompute=True)
+        LossEvaluator(Objective(problem.model, problem.loss_fn, problem.data), bn_recompute=True)
 
 
 class ItemCallingModel(nn.Module):
@@ -112,15 +113,15 @@ def test_automatic_batching_falls_back_to_the_loop_where_vmap_fails(monkeypatch)
     model, loss_fn = ItemCallingModel(), nn.CrossEntropyLoss()
     # the automatic choice on an accelerator is a vectorised pass
     monkeypatch.setattr(LossEvaluator, "_default_points_per_pass", lambda self: 4)
-    auto = LossEvaluator(model, loss_fn, data)
+    auto = LossEvaluator(Objective(model, loss_fn, data))
     assert auto.points_per_pass == 4
     W = _random_points(auto.origin, 3)
     loss_auto, _ = auto.evaluate(W)
     assert auto.points_per_pass == 1
-    loss_loop, _ = LossEvaluator(model, loss_fn, data, points_per_pass=1).evaluate(W)
+    loss_loop, _ = LossEvaluator(Objective(model, loss_fn, data), points_per_pass=1).evaluate(W)
     assert torch.equal(loss_auto, loss_loop)
     with pytest.raises(RuntimeError, match="item"):
-        LossEvaluator(model, loss_fn, data, points_per_pass=2).evaluate(W)
+        LossEvaluator(Objective(model, loss_fn, data), points_per_pass=2).evaluate(W)
 
 
 class TiedModel(nn.Module):
@@ -141,7 +142,7 @@ def test_tied_weights_move_together(points_per_pass):
     gen = torch.Generator().manual_seed(0)
     data = (torch.randn(5, 3, generator=gen, dtype=F64), torch.tensor([0, 1, 2, 0, 1]))
     model, loss_fn = TiedModel(), nn.CrossEntropyLoss()
-    evaluator = LossEvaluator(model, loss_fn, data, points_per_pass=points_per_pass)
+    evaluator = LossEvaluator(Objective(model, loss_fn, data), points_per_pass=points_per_pass)
     W = _random_points(evaluator.origin, 2)
     losses, _ = evaluator.evaluate(W)
     for i in range(2):
@@ -153,9 +154,10 @@ def test_tied_weights_move_together(points_per_pass):
 
 def test_loss_and_gradient_match_least_squares_formulas_and_accuracy_is_none():
     problem = least_squares()
-    evaluator = LossEvaluator(problem.model, problem.loss_fn, problem.data)
+    objective = Objective(problem.model, problem.loss_fn, problem.data)
+    evaluator = LossEvaluator(objective)
     w = _random_points(problem.minimum, 1)[0]
-    loss, gradient = evaluator.loss_and_gradient(w)
+    loss, gradient = objective.loss_and_gradient_at(w)
     n = len(problem.y)
     assert loss == pytest.approx(problem.loss(w), rel=1e-14)
     torch.testing.assert_close(
@@ -168,7 +170,7 @@ def test_loss_and_gradient_match_least_squares_formulas_and_accuracy_is_none():
 def test_bad_points_per_pass_and_point_shapes_are_rejected():
     problem = least_squares()
     with pytest.raises(ValueError, match="points_per_pass"):
-        LossEvaluator(problem.model, problem.loss_fn, problem.data, points_per_pass=0)
-    evaluator = LossEvaluator(problem.model, problem.loss_fn, problem.data)
+        LossEvaluator(Objective(problem.model, problem.loss_fn, problem.data), points_per_pass=0)
+    evaluator = LossEvaluator(Objective(problem.model, problem.loss_fn, problem.data))
     with pytest.raises(ValueError, match=r"shape \(k, 5\)"):
         evaluator.evaluate(torch.zeros(3, dtype=F64))

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from flatscope.landscape.sharpness import average_sharpness, worst_case_sharpness
+from flatscope.objective import Objective
 from tests.landscape._problems import F64, least_squares
 
 
@@ -27,9 +28,8 @@ def test_gaussian_sharpness_matches_half_sigma_squared_trace_within_its_error_ba
     # for a quadratic, E[L(w + e) - L(w)] = E[e^T H e] / 2 exactly; adaptive: e_i ~ sigma |w_i| z_i
     scale = w.abs() if adaptive else torch.ones_like(w)
     exact = sigma**2 / 2 * float((scale**2 * problem.hessian.diagonal()).sum())
-    result = average_sharpness(
-        problem.model, problem.loss_fn, problem.data, sigma, num_samples=64, adaptive=adaptive
-    )
+    objective = Objective(problem.model, problem.loss_fn, problem.data)
+    result = average_sharpness(objective, sigma, num_samples=64, adaptive=adaptive)
     assert result.stderr > 0
     assert abs(result.value - exact) < 3 * result.stderr
     assert abs(result.second_order - exact) <= 3 * result.second_order_stderr + 1e-12 * exact
@@ -40,7 +40,7 @@ def test_gaussian_sharpness_matches_half_sigma_squared_trace_within_its_error_ba
 def test_gaussian_sharpness_is_reproducible_and_independent_of_batching():
     problem = least_squares()
     _away_from_the_minimum(problem)
-    args = (problem.model, problem.loss_fn, problem.data, 0.2)
+    args = (Objective(problem.model, problem.loss_fn, problem.data), 0.2)
     a = average_sharpness(*args, num_samples=10, seed=3, trace_matvecs=0)
     b = average_sharpness(*args, num_samples=10, seed=3, trace_matvecs=0, points_per_pass=1)
     c = average_sharpness(*args, num_samples=10, seed=4, trace_matvecs=0)
@@ -53,7 +53,8 @@ def test_gaussian_sharpness_is_reproducible_and_independent_of_batching():
 def test_worst_case_l2_sharpness_at_a_minimum_reaches_half_rho_squared_lambda_max():
     problem = least_squares()
     rho = 0.5
-    result = worst_case_sharpness(problem.model, problem.loss_fn, problem.data, rho, steps=30)
+    objective = Objective(problem.model, problem.loss_fn, problem.data)
+    result = worst_case_sharpness(objective, rho, steps=30)
     bound = rho**2 * problem.eigenvalues[0].item() / 2  # max of e^T H e / 2 on the l2 ball
     assert result.value <= bound * (1 + 1e-12)
     assert result.value == pytest.approx(bound, rel=1e-6)
@@ -65,9 +66,8 @@ def test_adaptive_worst_case_sharpness_uses_the_scaled_hessian():
     w, rho = problem.minimum, 0.3
     C = torch.diag(w.abs())
     bound = rho**2 * torch.linalg.eigvalsh(C @ problem.hessian @ C)[-1].item() / 2
-    result = worst_case_sharpness(
-        problem.model, problem.loss_fn, problem.data, rho, adaptive=True, steps=60
-    )
+    objective = Objective(problem.model, problem.loss_fn, problem.data)
+    result = worst_case_sharpness(objective, rho, adaptive=True, steps=60)
     assert result.value <= bound * (1 + 1e-12)
     assert result.value == pytest.approx(bound, rel=1e-6)
 
@@ -75,7 +75,8 @@ def test_adaptive_worst_case_sharpness_uses_the_scaled_hessian():
 def test_worst_case_linf_sharpness_finds_the_best_vertex_of_the_box():
     problem = least_squares()
     rho = 0.2
-    result = worst_case_sharpness(problem.model, problem.loss_fn, problem.data, rho, norm="linf")
+    objective = Objective(problem.model, problem.loss_fn, problem.data)
+    result = worst_case_sharpness(objective, rho, norm="linf")
     # a convex quadratic attains its maximum over a box at a vertex: enumerate all 2^5
     vertices = torch.tensor(list(itertools.product([-rho, rho], repeat=5)), dtype=F64)
     best = float(((vertices @ problem.hessian) * vertices).sum(dim=1).max() / 2)
@@ -86,7 +87,7 @@ def test_worst_case_linf_sharpness_finds_the_best_vertex_of_the_box():
 
 def test_sharpness_arguments_are_checked():
     problem = least_squares()
-    args = (problem.model, problem.loss_fn, problem.data)
+    args = (Objective(problem.model, problem.loss_fn, problem.data),)
     with pytest.raises(ValueError, match="sigma"):
         average_sharpness(*args, -1.0)
     with pytest.raises(ValueError, match="num_samples"):

@@ -17,13 +17,16 @@ from flatscope.landscape.directions import (
     random_directions,
 )
 from flatscope.landscape.surface import LandscapeResult, slice_1d, surface_2d
+from flatscope.objective import Objective
 from tests.landscape._problems import F64, least_squares, tiny_cnn
 
 
 def test_slice_along_an_eigenvector_at_the_minimum_is_the_parabola():
     problem = least_squares()
     v, lam = problem.eigenvectors[:, 0], problem.eigenvalues[0].item()
-    result = slice_1d(problem.model, problem.loss_fn, problem.data, v, steps=41, span=(-2, 2))
+    result = slice_1d(
+        Objective(problem.model, problem.loss_fn, problem.data), v, steps=41, span=(-2, 2)
+    )
     alphas = result.coords[0]
     center = problem.loss(problem.minimum)
     np.testing.assert_allclose(result.loss - center, lam * alphas**2 / 2, rtol=0, atol=1e-13)
@@ -35,9 +38,7 @@ def test_surface_on_two_eigenvectors_is_the_quadratic_form_with_ij_indexing():
     problem = least_squares()
     V, lams = problem.eigenvectors, problem.eigenvalues
     result = surface_2d(
-        problem.model,
-        problem.loss_fn,
-        problem.data,
+        Objective(problem.model, problem.loss_fn, problem.data),
         Direction(V[:, 0], "eigen"),
         Direction(V[:, 3], "eigen"),
         steps=(5, 7),
@@ -55,9 +56,7 @@ def test_interpolation_slice_reaches_the_end_point_at_alpha_one():
     start = problem.minimum
     end = start + torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0], dtype=F64)
     result = slice_1d(
-        problem.model,
-        problem.loss_fn,
-        problem.data,
+        Objective(problem.model, problem.loss_fn, problem.data),
         interpolation_direction(start, end),
         steps=5,
         span=(0, 1),
@@ -75,7 +74,8 @@ def test_the_model_weights_buffers_and_modes_are_left_bit_exact(bn_recompute):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     modes = [m.training for m in model.modules()]
     d1, d2 = random_directions(model, 2, seed=0)
-    surface_2d(model, nn.CrossEntropyLoss(), data, d1, d2, steps=3, bn_recompute=bn_recompute)
+    objective = Objective(model, nn.CrossEntropyLoss(), data)
+    surface_2d(objective, d1, d2, steps=3, bn_recompute=bn_recompute)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert [m.training for m in model.modules()] == modes
@@ -85,7 +85,9 @@ def test_the_model_weights_buffers_and_modes_are_left_bit_exact(bn_recompute):
 def test_accuracy_is_reported_for_classifiers():
     model, data = tiny_cnn()
     (d,) = random_directions(model, 1, seed=0)
-    result = slice_1d(model, nn.CrossEntropyLoss(), data, d, steps=3, data_spec="tiny:21")
+    result = slice_1d(
+        Objective(model, nn.CrossEntropyLoss(), data), d, steps=3, data_spec="tiny:21"
+    )
     assert result.accuracy.shape == (3,)
     assert np.all((0 <= result.accuracy) & (result.accuracy <= 1))
     assert np.all(result.accuracy * 21 == np.round(result.accuracy * 21))  # k correct of 21
@@ -96,7 +98,9 @@ def test_npz_round_trip(tmp_path):
     model, data = tiny_cnn()
     d1, d2 = random_directions(model, 2, seed=4)
     path = np.array([[0.5, 0.5], [0.1, 0.0], [0.0, 0.0]])
-    result = surface_2d(model, nn.CrossEntropyLoss(), data, d1, d2, steps=3, trajectory=path)
+    result = surface_2d(
+        Objective(model, nn.CrossEntropyLoss(), data), d1, d2, steps=3, trajectory=path
+    )
     file = tmp_path / "surface.npz"
     result.save_npz(file)
     loaded = LandscapeResult.load_npz(file)
@@ -120,13 +124,13 @@ def test_loading_a_foreign_npz_is_a_clear_error(tmp_path):
 
 def test_direction_and_grid_errors():
     model, data = tiny_cnn()
-    loss_fn = nn.CrossEntropyLoss()
+    objective = Objective(model, nn.CrossEntropyLoss(), data)
     with pytest.raises(ValueError, match="same params"):
-        slice_1d(model, loss_fn, data, torch.ones(3, dtype=F64))
+        slice_1d(objective, torch.ones(3, dtype=F64))
     d = Direction(torch.zeros_like(flat_weights(model)), "custom")
     with pytest.raises(ValueError, match="steps"):
-        slice_1d(model, loss_fn, data, d, steps=0)
+        slice_1d(objective, d, steps=0)
     with pytest.raises(ValueError, match="span"):
-        slice_1d(model, loss_fn, data, d, span=(1, -1))
+        slice_1d(objective, d, span=(1, -1))
     with pytest.raises(TypeError, match="Direction"):
-        slice_1d(model, loss_fn, data, [0.0, 1.0])
+        slice_1d(objective, [0.0, 1.0])
