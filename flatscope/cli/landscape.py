@@ -175,7 +175,7 @@ def _directions(
         a = span or DEFAULT_RANGE
         values = ", ".join(f"{d.info['eigenvalue']:.4g}" for d in found)
         return _Directions(found, [(-a, a)] * dims, None, f"eigenvalues {values}")
-    center = flat_weights(model, params)
+    center = objective.flat_params()
     if kind == "pca":
         paths = [c.path for c in run_checkpoints(target)]
         path_weights = [
@@ -187,8 +187,10 @@ def _directions(
         note = f"pca of {len(paths)} checkpoints in {target}, explained variance {ratios}"
         trajectory = pca.trajectory if dims == 2 else None
         return _Directions(list(pca.directions[:dims]), [(-a, a)] * dims, trajectory, note)
-    other = _model_of(args, Path(target), model, checkpoint_path)
-    buffers = (floating_buffers(model), floating_buffers(other))
+    # the end point in the objective's dtype, so that alpha = 1 lands on it without rounding
+    other = _model_of(args, Path(target), model, checkpoint_path).to(objective.dtype)
+    end_buffers = floating_buffers(other)
+    buffers = ({name: objective.fixed_tensors[name] for name in end_buffers}, end_buffers)
     line = interpolation_direction(
         center,
         flat_weights(other, params),

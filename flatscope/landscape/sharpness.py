@@ -105,6 +105,7 @@ class _DiagonallyScaled(LinearOperator):
         super().__init__(operator.shape, operator.dtype, operator.device, operator.blocks)
         self.operator = operator
         self.scale = scale.to(operator.device, operator.dtype)
+        self.symmetric = operator.symmetric
 
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
         return self.scale[:, None] * (self.operator @ (self.scale[:, None] * V))

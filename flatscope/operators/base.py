@@ -3,7 +3,9 @@
 An operator ``A`` of shape ``(d, d)`` supports ``A @ v`` for ``v`` of shape ``(d,)`` and
 ``A @ V`` for ``V`` of shape ``(d, k)``. Subclasses implement :meth:`LinearOperator._matmat`
 on a validated ``(d, k)`` tensor; the base class validates input, counts products (one per
-column) and adapts to :class:`scipy.sparse.linalg.LinearOperator`.
+column) and adapts to :class:`scipy.sparse.linalg.LinearOperator`. An operator that knows it is
+symmetric says so (:attr:`LinearOperator.symmetric`); one that is not may implement
+:meth:`LinearOperator._rmatmat`, the product with its transpose.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ class LinearOperator:
         num_matvecs: matrix-vector products done so far (a ``(d, k)`` product counts ``k``).
         blocks: optional ``{name: slice}`` partition of the ``d`` coordinates (for example one
             block per network layer); ``None`` when the operator has no block structure.
+        symmetric: whether ``A^T = A`` (a class attribute; ``False`` unless a subclass knows).
     """
+
+    symmetric: bool = False
 
     def __init__(
         self,
@@ -45,6 +50,10 @@ class LinearOperator:
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
         """Return ``A @ V`` for a validated ``(d, k)`` tensor on the operator's device."""
         raise NotImplementedError
+
+    def _rmatmat(self, V: torch.Tensor) -> torch.Tensor:
+        """Return ``A^T @ V``; only operators that are not symmetric need it (for scipy)."""
+        raise NotImplementedError(f"{type(self).__name__} has no product with its transpose")
 
     def _check(self, X: torch.Tensor) -> torch.Tensor:
         if not isinstance(X, torch.Tensor):
@@ -83,21 +92,41 @@ class LinearOperator:
         X = self._check(X)
         return self.matvec(X) if X.ndim == 1 else self.matmat(X)
 
-    def to_scipy(self) -> scipy.sparse.linalg.LinearOperator:
+    def to_scipy(self, symmetric: bool | None = None) -> scipy.sparse.linalg.LinearOperator:
         """A :class:`scipy.sparse.linalg.LinearOperator` view that maps numpy to numpy.
 
         Inputs are converted to the operator's dtype and device; outputs come back as numpy
         arrays of the operator's dtype (on the CPU). Products through the view are counted in
         :attr:`num_matvecs` like any other.
+
+        Args:
+            symmetric: whether the transpose products (``rmatvec``, ``rmatmat``, ``.H``) may be
+                the operator's own products; ``None`` takes :attr:`symmetric`. When ``False``
+                they call :meth:`_rmatmat`, which operators that are not symmetric implement.
         """
         np_dtype = torch.empty((), dtype=self.dtype).numpy().dtype
+        symmetric = self.symmetric if symmetric is None else symmetric
+
+        def as_tensor(x: np.ndarray) -> torch.Tensor:
+            return self._check(torch.as_tensor(np.asarray(x, dtype=np_dtype), device=self.device))
 
         def apply(x: np.ndarray) -> np.ndarray:
-            X = torch.as_tensor(np.asarray(x, dtype=np_dtype), device=self.device)
-            return (self @ X).detach().cpu().numpy()
+            return (self @ as_tensor(x)).detach().cpu().numpy()
 
+        def apply_transpose(x: np.ndarray) -> np.ndarray:
+            X = as_tensor(x)
+            out = self._rmatmat(X if X.ndim == 2 else X[:, None])
+            self.num_matvecs += out.shape[1]
+            return (out if X.ndim == 2 else out[:, 0]).detach().cpu().numpy()
+
+        transpose = apply if symmetric else apply_transpose
         return scipy.sparse.linalg.LinearOperator(
-            self.shape, matvec=apply, matmat=apply, rmatvec=apply, rmatmat=apply, dtype=np_dtype
+            self.shape,
+            matvec=apply,
+            matmat=apply,
+            rmatvec=transpose,
+            rmatmat=transpose,
+            dtype=np_dtype,
         )
 
     def __repr__(self) -> str:
@@ -108,16 +137,23 @@ class LinearOperator:
 
 
 class DenseOperator(LinearOperator):
-    """A dense symmetric matrix seen as an operator (for tests and for small problems)."""
+    """A dense square matrix seen as an operator (for tests and for small problems).
+
+    :attr:`symmetric` is whether the matrix equals its transpose exactly.
+    """
 
     def __init__(self, matrix: torch.Tensor, blocks: dict[str, slice] | None = None) -> None:
         if not isinstance(matrix, torch.Tensor) or matrix.ndim != 2:
             raise ValueError("DenseOperator expects a 2-D torch.Tensor")
         super().__init__(tuple(matrix.shape), matrix.dtype, matrix.device, blocks)
         self.matrix = matrix
+        self.symmetric = bool(torch.equal(matrix, matrix.mT))
 
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
         return self.matrix @ V
+
+    def _rmatmat(self, V: torch.Tensor) -> torch.Tensor:
+        return self.matrix.mT @ V
 
 
 def as_operator(A: LinearOperator | torch.Tensor) -> LinearOperator:

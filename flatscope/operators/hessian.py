@@ -86,6 +86,9 @@ class _BatchGraph:
 class HessianOperator(LinearOperator):
     """The Hessian of an objective's mean loss over all of its data, w.r.t. its parameters.
 
+    A Hessian is symmetric (:attr:`symmetric` is ``True``: ``to_scipy()``'s transpose products
+    are its own products).
+
     Build it from an :class:`~flatscope.objective.Objective`, or, as a convenience, from the
     objective's arguments: ``HessianOperator(model, loss_fn, data, params, device=...,
     dtype=...)`` is ``HessianOperator(Objective(model, loss_fn, data, params, device=...,
@@ -111,6 +114,8 @@ class HessianOperator(LinearOperator):
     each rank multiplies over its shard and the sums are all-reduced, so that every rank holds
     the product for the whole data set.
     """
+
+    symmetric = True
 
     def __init__(
         self,
@@ -226,8 +231,10 @@ class HessianOperator(LinearOperator):
                 out = self._double_backward_sum(V)
         return all_reduce_sum(out) / self.num_samples
 
-    def _chunk_size(self, k: int) -> int:
-        """Columns per chunk: as given, all of them for the loop, else sized by memory."""
+    def chunk_size(self, k: int) -> int:
+        """Columns per chunk in a product of ``k`` columns: ``probe_batch_size`` if given, all
+        of them in the loop mode, else as many as the memory rule of the module docstring
+        allows (it uses the activation memory measured by the first product)."""
         if self.probe_batch_size is not None:
             return min(k, self.probe_batch_size)
         mode = "forward" if self.hvp_mode == "forward" else self.column_mode
@@ -255,7 +262,7 @@ class HessianOperator(LinearOperator):
         out = torch.zeros_like(V)
         for inputs, targets, n in self.objective.batches():
             self._measure_activations(inputs, targets)
-            chunk = self._chunk_size(V.shape[1])
+            chunk = self.chunk_size(V.shape[1])
             for start in range(0, V.shape[1], chunk):
                 cols = slice(start, start + chunk)
                 out[:, cols] += self._forward_columns(inputs, targets, V[:, cols]) * n
@@ -273,11 +280,10 @@ class HessianOperator(LinearOperator):
                 return hvp(V[:, 0])[:, None]
             return vmap(hvp, in_dims=1, out_dims=1)(V)
         except (RuntimeError, NotImplementedError) as err:
-            try:  # the same batch by double backward: if that fails too, the model is at fault
-                graph = self._graph(inputs, targets, 0, kept=False)
-                torch.autograd.grad(graph.gradient, graph.weights, V[:, 0])
-            except (RuntimeError, NotImplementedError):
-                raise err from None
+            # the same batch by double backward: if that fails too, the model is at fault and
+            # its own error propagates
+            graph = self._graph(inputs, targets, 0, kept=False)
+            torch.autograd.grad(graph.gradient, graph.weights, V[:, 0])
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err)
             raise ForwardModeUnavailable(
                 f"forward-over-reverse failed on this model ({first_line})"
@@ -329,7 +335,7 @@ class HessianOperator(LinearOperator):
         out = torch.zeros_like(V)
         k = V.shape[1]
         for graph in self._graphs():
-            chunk = self._chunk_size(k)
+            chunk = self.chunk_size(k)
             for start in range(0, k, chunk):
                 cols = slice(start, start + chunk)
                 retain = graph.kept or start + chunk < k

@@ -16,6 +16,7 @@ from flatscope.models.zoo import build_model
 from flatscope.operators.hessian import HessianOperator
 
 MODEL = "mlp:hidden=8"
+BN_MODEL = "cnn:width=2"
 SUBSET = 64
 FAST = ["--subset", str(SUBSET), "--dtype", "float64", "--quiet"]
 
@@ -49,9 +50,9 @@ def files(tmp_path_factory):
     }
 
 
-def operator_at(checkpoint: str) -> HessianOperator:
+def operator_at(checkpoint: str, spec: str = MODEL) -> HessianOperator:
     """The Hessian operator of the loss at the checkpoint over the command's data, in float64."""
-    model = build_model(MODEL)
+    model = build_model(spec)
     apply_state_dict(model, load_checkpoint(checkpoint).state_dict)
     data = load_data("digits", "train", seed=0).subset(SUBSET)
     return HessianOperator(model, build_loss("cross_entropy"), data.batches(), dtype=torch.float64)
@@ -163,3 +164,36 @@ def test_unwritable_output_fails_before_any_computation(files, capsys, monkeypat
     assert main(["landscape", files["final"], "--out", str(out), *FAST]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is a file, not a directory" in err
+
+
+def test_interpolation_with_batchnorm_ends_at_the_other_checkpoints_own_loss(files):
+    """The line moves the BatchNorm statistics with the weights (the default), so alpha = 1 is
+    the second checkpoint as saved; re-estimated statistics are the other choice."""
+    paths = []
+    for seed in (0, 5):
+        model = build_model(BN_MODEL, seed=seed)
+        model.train()
+        with torch.no_grad():  # distinct running statistics per checkpoint
+            model(torch.randn(32, 1, 8, 8, generator=torch.Generator().manual_seed(seed)) + seed)
+        paths.append(_save(files["root"] / f"bn{seed}.pt", model, BN_MODEL))
+    out = files["root"] / "interp-bn"
+    argv = ["landscape", paths[0], "--directions", f"interp:{paths[1]}", "--range", "0.5"]
+    assert main([*argv, "--resolution", "5", "--out", str(out), *FAST]) == 0
+    result = LandscapeResult.load_npz(out / "bn0-interp-1d.npz")
+    own = [operator_at(path, BN_MODEL).loss() for path in paths]
+    assert value_at(result, 0.0) == pytest.approx(own[0], rel=1e-12)
+    assert value_at(result, 1.0) == pytest.approx(own[1], rel=1e-12)
+    assert result.metadata["bn_stats"] == "interpolate"
+    assert result.metadata["directions"][0]["endpoints"] == ["bn0", "bn5"]
+    argv += ["--resolution", "5", "--bn-stats", "recompute"]
+    assert main([*argv, "--out", str(out), *FAST]) == 0
+    recomputed = LandscapeResult.load_npz(out / "bn0-interp-1d.npz")
+    assert recomputed.metadata["bn_recompute"] and recomputed.metadata["bn_stats"] == "recompute"
+    assert abs(value_at(recomputed, 1.0) - own[1]) > 1e-6  # the statistics of the data differ
+
+
+def test_recomputing_batchnorm_statistics_without_batchnorm_is_a_one_line_error(files, capsys):
+    argv = ["landscape", files["final"], "--bn-stats", "recompute", "--resolution", "3"]
+    assert main([*argv, "--out", str(files["root"] / "no-bn"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no BatchNorm layer" in err

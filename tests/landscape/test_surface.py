@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -13,6 +14,7 @@ from flatscope.errors import FlatscopeError
 from flatscope.landscape.directions import (
     Direction,
     flat_weights,
+    floating_buffers,
     interpolation_direction,
     random_directions,
 )
@@ -134,3 +136,36 @@ def test_direction_and_grid_errors():
         slice_1d(objective, d, span=(1, -1))
     with pytest.raises(TypeError, match="Direction"):
         slice_1d(objective, [0.0, 1.0])
+
+
+def test_interpolation_moves_batchnorm_statistics_so_both_ends_are_the_checkpoints():
+    start_model, data = tiny_cnn(seed=0)
+    end_model, _ = tiny_cnn(seed=1)
+    with torch.no_grad():
+        end_model.bn.running_mean.copy_(torch.tensor([-0.4, 0.2, 0.0]))
+        end_model.bn.running_var.copy_(torch.tensor([2.0, 0.3, 1.1]))
+    loss_fn = nn.CrossEntropyLoss()
+    start, end = flat_weights(start_model), flat_weights(end_model)
+    objective = Objective(start_model, loss_fn, data)
+    own = [objective.loss(), Objective(end_model, loss_fn, data).loss()]
+    buffers = (floating_buffers(start_model), floating_buffers(end_model))
+    line = interpolation_direction(start, end, buffers=buffers, labels=("a", "b"))
+    assert sorted(line.buffers) == ["bn.running_mean", "bn.running_var"]
+    result = slice_1d(objective, line, steps=7, span=(-0.5, 1.0))
+    np.testing.assert_allclose(result.loss[[2, 6]], own, rtol=1e-12)  # alpha = 0 and 1
+    assert result.metadata["interpolated_buffers"] == ["bn.running_mean", "bn.running_var"]
+    assert result.metadata["directions"][0]["endpoints"] == ["a", "b"]
+    # halfway, the statistics are the mean of the two checkpoints' (a module-level reference)
+    halfway = copy.deepcopy(start_model)
+    with torch.no_grad():
+        for name, tensor in halfway.state_dict().items():
+            if tensor.is_floating_point():
+                tensor.copy_((tensor + end_model.state_dict()[name]) / 2)
+    expected = Objective(halfway, loss_fn, data).loss()
+    middle = slice_1d(objective, line, steps=3, span=(0.0, 1.0)).loss[1]
+    assert middle == pytest.approx(expected, rel=1e-12)
+    # the first checkpoint's statistics all along miss the second checkpoint's own loss
+    weights_only = slice_1d(objective, interpolation_direction(start, end), steps=2, span=(0, 1))
+    assert abs(weights_only.loss[1] - own[1]) > 1e-3
+    recomputed = slice_1d(objective, line, steps=2, span=(0, 1), bn_recompute=True)
+    assert recomputed.metadata["interpolated_buffers"] == []

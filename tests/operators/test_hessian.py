@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -316,3 +317,158 @@ def test_nan_loss_is_not_mistaken_for_randomness():
     x[0, 0] = float("nan")
     op = fs.HessianOperator(model, loss_fn, (x, y), dtype=F64)
     assert math.isnan(op.loss())
+
+
+# ------------------------------------------------------------------- kept graphs, modes, memory
+def _dense(op) -> torch.Tensor:
+    return op @ torch.eye(op.shape[0], dtype=F64)
+
+
+KEPT_CASES = [CASES[i] for i in (0, 2, 3, 5)]
+BATCHED_CASES = [CASES[i] for i in (1, 2, 4)]
+
+
+@pytest.mark.parametrize("case", KEPT_CASES, ids=[c[0] for c in KEPT_CASES])
+def test_kept_graphs_give_the_recomputed_products_and_the_dense_hessian(case):
+    model, loss_fn, x, y = _make(case)
+    reference = _dense_hessian(model, loss_fn, x, y)
+    kept = fs.HessianOperator(model, loss_fn, _batches(x, y), dtype=F64)
+    recomputed = fs.HessianOperator(model, loss_fn, _batches(x, y), dtype=F64, graph_budget=0)
+    first, again, fresh = _dense(kept), _dense(kept), _dense(recomputed)
+    assert kept.graphs_kept is True and recomputed.graphs_kept is False
+    torch.testing.assert_close(again, first, rtol=1e-12, atol=1e-12 * first.abs().max())
+    torch.testing.assert_close(first, fresh, rtol=1e-12, atol=1e-12 * first.abs().max())
+    assert (first - reference).norm() < 1e-10 * reference.norm()
+
+
+def test_one_batch_keeps_its_graph_whatever_the_budget():
+    model, loss_fn, x, y = _make(CASES[2])
+    op = fs.HessianOperator(model, loss_fn, (x, y), dtype=F64, graph_budget=0)
+    torch.testing.assert_close(_dense(op), _dense_hessian(model, loss_fn, x, y), rtol=1e-10, atol=0)
+    assert op.graphs_kept is True
+
+
+def test_kept_graphs_are_rebuilt_when_the_data_is_written_in_place():
+    model, loss_fn, x, y = _make(CASES[0])
+    x = x.clone()
+    op = fs.HessianOperator(model, loss_fn, [(x, y)], dtype=F64)
+    v = torch.randn(op.shape[0], dtype=F64, generator=torch.Generator().manual_seed(3))
+    before = op @ v
+    x.mul_(1.5)
+    after = op @ v
+    torch.testing.assert_close(
+        after, fs.HessianOperator(model, loss_fn, [(x, y)], dtype=F64) @ v, rtol=1e-12, atol=0
+    )
+    assert not torch.allclose(after, before)
+    op.release_graphs()
+    torch.testing.assert_close(op @ v, after, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("case", BATCHED_CASES, ids=[c[0] for c in BATCHED_CASES])
+def test_batched_double_backward_equals_the_loop_and_the_dense_hessian(case):
+    model, loss_fn, x, y = _make(case)
+    batched = fs.HessianOperator(
+        model, loss_fn, _batches(x, y), dtype=F64, hvp="batched_double_backward"
+    )
+    loop = fs.HessianOperator(model, loss_fn, _batches(x, y), dtype=F64, hvp="double_backward")
+    assert (batched.column_mode, loop.column_mode) == ("batched", "loop")
+    dense = _dense(batched)
+    torch.testing.assert_close(dense, _dense(loop), rtol=1e-12, atol=1e-12 * dense.abs().max())
+    reference = _dense_hessian(model, loss_fn, x, y)
+    assert (dense - reference).norm() < 1e-10 * reference.norm()
+
+
+@pytest.mark.parametrize("hvp", ["forward", "batched_double_backward"])
+def test_memory_sized_chunks_give_the_same_products(hvp):
+    model, loss_fn, x, y = _make(CASES[2])
+    V = torch.randn(sum(p.numel() for p in model.parameters()), 6, dtype=F64)
+    tight, loose = (
+        fs.HessianOperator(model, loss_fn, (x, y), dtype=F64, hvp=hvp, memory_multiple=multiple)
+        for multiple in (1.5, 1e6)
+    )
+    small, large = tight @ V, loose @ V
+    assert (tight.chunk_size(6), loose.chunk_size(6)) == (1, 6)
+    torch.testing.assert_close(small, large, rtol=1e-12, atol=1e-12 * large.abs().max())
+
+
+class _NoForwardRule(torch.autograd.Function):
+    """sin with a backward but neither a forward-mode (jvp) nor a vmap rule."""
+
+    @staticmethod
+    def forward(x):
+        return torch.sin(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * torch.cos(x)
+
+
+class _BrokenBackward(_NoForwardRule):
+    @staticmethod
+    def backward(ctx, g):
+        raise RuntimeError("the model's own backward is broken")
+
+
+class _Wrapped(nn.Module):
+    def __init__(self, function):
+        super().__init__()
+        self.lin, self.function = nn.Linear(3, 2), function
+
+    def forward(self, x):
+        return self.function.apply(self.lin(x))
+
+
+def test_forward_mode_fallback_warns_once_and_gives_the_hessian():
+    torch.manual_seed(0)
+    model = _Wrapped(_NoForwardRule).to(F64)
+    x, y = torch.randn(5, 3, dtype=F64), torch.randn(5, 2, dtype=F64)
+    op = fs.HessianOperator(model, nn.CrossEntropyLoss(), (x, y), dtype=F64, hvp="forward")
+    with pytest.warns(RuntimeWarning, match="forward-over-reverse failed") as record:
+        first = _dense(op)
+    assert len(record) == 1 and op.hvp_mode == "double_backward"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch.testing.assert_close(_dense(op), first, rtol=1e-12, atol=0)
+    reference = _dense_hessian(model, nn.CrossEntropyLoss(), x, y)
+    torch.testing.assert_close(first, reference, rtol=1e-10, atol=1e-14)
+
+
+def test_an_error_of_the_model_itself_is_not_taken_for_a_missing_forward_rule():
+    model = _Wrapped(_BrokenBackward).to(F64)
+    x, y = torch.randn(5, 3, dtype=F64), torch.randn(5, 2, dtype=F64)
+    op = fs.HessianOperator(model, nn.MSELoss(), (x, y), dtype=F64, hvp="forward")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeError, match="own backward is broken") as raised:
+            op @ torch.ones(op.shape[0], dtype=F64)
+    assert not isinstance(raised.value, fs.operators.ForwardModeUnavailable)
+    assert op.hvp_mode == "forward"
+
+
+def test_to_scipy_transposes_only_what_is_not_symmetric():
+    model, loss_fn, x, y = _make(CASES[0])
+    op = fs.HessianOperator(model, loss_fn, (x, y), dtype=F64)
+    v = np.random.default_rng(1).standard_normal(op.shape[0])
+    assert op.symmetric
+    np.testing.assert_allclose(op.to_scipy().rmatvec(v), op.to_scipy().matvec(v), rtol=1e-14)
+    A = torch.arange(9, dtype=F64).reshape(3, 3)
+    dense = fs.DenseOperator(A)
+    u = np.array([1.0, -2.0, 0.5])
+    assert not dense.symmetric and fs.DenseOperator(A + A.T).symmetric
+    np.testing.assert_allclose(dense.to_scipy().rmatvec(u), A.T.numpy() @ u, rtol=1e-14)
+    np.testing.assert_allclose(dense.to_scipy().H @ u, A.T.numpy() @ u, rtol=1e-14)
+    np.testing.assert_allclose(
+        dense.to_scipy(symmetric=True).rmatvec(u), A.numpy() @ u, rtol=1e-14
+    )  # the caller's word
+
+    class Plain(fs.LinearOperator):
+        def _matmat(self, V):
+            return 2 * V
+
+    with pytest.raises(NotImplementedError, match="transpose"):
+        Plain((3, 3), F64, "cpu").to_scipy().rmatvec(u)
