@@ -27,6 +27,7 @@ from torch import nn
 
 from flatscope.landscape import random_directions, surface_2d
 from flatscope.models.zoo import build_model
+from flatscope.objective import Objective
 
 NUM_SAMPLES = 512
 STEPS = 21
@@ -69,11 +70,10 @@ def main() -> None:
     batches = _digits(args.batch_size, device)
     loss_fn = nn.CrossEntropyLoss()
     d1, d2 = random_directions(model, 2, seed=0)
+    objective = Objective(model, loss_fn, batches)
 
     def surface() -> None:
-        surface_2d(
-            model, loss_fn, batches, d1, d2, steps=STEPS, points_per_pass=args.points_per_pass
-        )
+        surface_2d(objective, d1, d2, steps=STEPS, points_per_pass=args.points_per_pass)
 
     def forward_passes() -> None:
         model.eval()

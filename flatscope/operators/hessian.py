@@ -31,13 +31,15 @@ weights and the gradient: per column ``COLUMN_COST * A`` plus three flat vectors
 ``benchmarks/hvp.py``). The loop mode holds one column's intermediate results at a time.
 
 **Choosing.** ``hvp="auto"`` takes double backward: with kept graphs it does strictly less work
-than forward-over-reverse, which has to redo the forward and the backward pass every time. The
-first product with two columns or more times the loop and the batched backward pass on the
-first batch and keeps the faster one (the batched one only if it is faster by ``TIE_MARGIN``,
-so that the choice, and with it the round-off, stays the same on repeated runs); see
-``benchmarks/hvp.py`` for the numbers. ``"forward"`` falls back to double backward, with a
-warning, when forward-over-reverse fails on a batch where double backward succeeds (an operation
-without a forward-mode or vmap rule; :class:`ForwardModeUnavailable`).
+than forward-over-reverse, which redoes the forward and the backward pass for every product.
+Its columns run in a loop on the CPU, where the batched backward pass measured slower (digits
+CNN: 1.2x per column at 8 columns, 1.5x at 32; ``benchmarks/hvp.py``), and batched on
+accelerators, where one wide pass fills the device. The choice is a rule of the device, not a
+timing probe: the two modes round differently, and a probe on a small model flipped between them
+from run to run, which would break "same seed, same numbers". ``"forward"`` falls back to double
+backward, with a warning, when forward-over-reverse fails on a batch on which double backward
+succeeds (an operation without a forward-mode or vmap rule: :class:`ForwardModeUnavailable`);
+an error that double backward raises too is the model's own, and propagates.
 """
 
 from __future__ import annotations
@@ -104,8 +106,8 @@ class HessianOperator(LinearOperator):
             or ``"forward"`` (forward-over-reverse, falling back to double backward where an
             operation lacks a forward-mode rule); see the module docstring.
         graph_budget: bytes the kept first-order graphs of all batches may take; ``None`` for a
-            quarter of the memory available at the first product, ``0`` never to keep graphs
-            (one batch's graph is kept whatever the budget).
+            quarter of the memory available at the first product (and the graph of data that
+            is one batch is kept whatever its size); ``0`` never keeps graphs.
         memory_multiple: the memory of a product chunk on one batch, in gradients' memory, that
             the chunk size aims at.
 
@@ -197,6 +199,12 @@ class HessianOperator(LinearOperator):
         """Whether the first-order graphs are kept between products (``None`` before the first
         double-backward product)."""
         return self._keep
+
+    @property
+    def activation_bytes(self) -> int | None:
+        """``A``, the bytes one batch's forward pass saves for the backward pass, measured on
+        the first product (``None`` before it); it sizes the chunks of the memory rule."""
+        return self._activation_bytes
 
     def flat_params(self) -> torch.Tensor:
         """The weights at which the Hessian is taken, as a flat vector (a copy)."""
@@ -304,7 +312,7 @@ class HessianOperator(LinearOperator):
             yield from self._kept
             return
         self._kept = None
-        keep = self._keep is not False
+        keep = self._keep is not False and self.graph_budget != 0
         budget = self._budget() if keep else 0
         kept, used = [], 0
         for index, (inputs, targets, n) in enumerate(self.objective.batches()):
@@ -315,7 +323,8 @@ class HessianOperator(LinearOperator):
             with measure_graph_bytes(self.device, self._weights) as size:
                 graph = self._graph(inputs, targets, n, kept=True)
             used += size.bytes
-            if index > 0 and used > budget:  # one batch's graph is kept whatever the budget
+            # under the default budget one batch's graph is kept whatever its size
+            if used > budget and (index > 0 or self.graph_budget is not None):
                 for dropped in [*kept, graph]:
                     dropped.kept = False
                 keep, kept = False, []

@@ -341,11 +341,18 @@ def test_kept_graphs_give_the_recomputed_products_and_the_dense_hessian(case):
     assert (first - reference).norm() < 1e-10 * reference.norm()
 
 
-def test_one_batch_keeps_its_graph_whatever_the_budget():
+def test_one_batch_keeps_its_graph_under_the_default_budget(monkeypatch):
+    monkeypatch.setattr("flatscope.operators.hessian.available_memory", lambda device: 0)
     model, loss_fn, x, y = _make(CASES[2])
-    op = fs.HessianOperator(model, loss_fn, (x, y), dtype=F64, graph_budget=0)
+    op = fs.HessianOperator(model, loss_fn, (x, y), dtype=F64)
     torch.testing.assert_close(_dense(op), _dense_hessian(model, loss_fn, x, y), rtol=1e-10, atol=0)
     assert op.graphs_kept is True
+    batches = fs.HessianOperator(model, loss_fn, _batches(x, y), dtype=F64)
+    batches @ torch.ones(op.shape[0], dtype=F64)
+    assert batches.graphs_kept is False  # more than one batch: the budget rules
+    explicit = fs.HessianOperator(model, loss_fn, (x, y), dtype=F64, graph_budget=0)
+    explicit @ torch.ones(op.shape[0], dtype=F64)
+    assert explicit.graphs_kept is False
 
 
 def test_kept_graphs_are_rebuilt_when_the_data_is_written_in_place():
