@@ -31,7 +31,6 @@ writes them) are overlaid in a figure.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,63 +40,27 @@ from typing import Any
 from flatscope.errors import FlatscopeError, OutputError, ReportError, preview
 from flatscope.io.atomic import atomic_write
 from flatscope.io.report import Report, to_jsonable
+from flatscope.io.run_folder import REPORT_NAME, RUN_REPORTS, is_run_folder, read_records
+from flatscope.io.tables import as_number, format_number, format_table
 
 __all__ = [
-    "RUN_REPORTS",
     "Comparison",
     "Entry",
-    "as_number",
     "compare",
     "find_report",
-    "format_number",
-    "format_table",
     "landscape_slices",
     "load_entry",
     "metric_rows",
     "write_comparison",
 ]
 
-REPORT_NAME = "report.json"
-#: Where a run directory's final report is looked for, in order.
-RUN_REPORTS = (
-    "analysis/report.json",
-    "trajectory/reports/final/report.json",
-    "../../analysis/{name}/report.json",
-)
-_RUN_FILES = ("config.json", "metrics.jsonl", "final.pt")
 _RUN_FIELDS = ("train_loss", "train_acc", "val_acc", "test_acc")
 
 #: (value, error) of one metric in one report; ``error`` is ``None`` for exact numbers.
 Cell = tuple[float | None, float | None]
 
 
-def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool) -> str:
-    """Columns padded to their widest cell, or a GitHub markdown table."""
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
-    )
-
-
-def format_number(value: float | None, error: float | None = None) -> str:
-    """``value ± error`` with 4 significant digits (2 for the error); ``n/a`` for ``None``."""
-    if value is None:
-        return "n/a"
-    return f"{value:.4g}" + ("" if error is None else f" ± {error:.2g}")
-
-
 # ---------------------------------------------------------------------------- the rows
-
-
-def as_number(value: Any) -> float | None:
-    """A finite float, or ``None`` for a missing, non-numeric or non-finite report value."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _eigen_rows(metrics: Mapping[str, Any], name: str, title: str) -> dict[str, Cell]:
@@ -189,10 +152,6 @@ class Entry:
         return rows
 
 
-def _is_run_dir(path: Path) -> bool:
-    return any((path / name).exists() for name in _RUN_FILES)
-
-
 def find_report(path: str | os.PathLike) -> tuple[Path, Path | None]:
     """The report file that ``path`` names and the run directory it belongs to (or ``None``).
 
@@ -209,7 +168,7 @@ def find_report(path: str | os.PathLike) -> tuple[Path, Path | None]:
         raise ReportError(f"{path} does not exist; pass a report.json or a run directory")
     if (path / REPORT_NAME).is_file():
         return path / REPORT_NAME, None
-    if _is_run_dir(path):
+    if is_run_folder(path):
         for pattern in RUN_REPORTS:
             candidate = path / pattern.format(name=path.resolve().name)
             if candidate.is_file():
@@ -223,9 +182,7 @@ def find_report(path: str | os.PathLike) -> tuple[Path, Path | None]:
 
 
 def _last_record(run_dir: Path) -> dict[str, Any] | None:
-    from flatscope.app.trajectory import read_run_metrics
-
-    records = read_run_metrics(run_dir)
+    records = read_records(run_dir)
     return records[max(records)] if records else None
 
 

@@ -60,8 +60,8 @@ from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 from typing import Any
 
-from flatscope.app.compare import as_number, format_number, format_table
 from flatscope.io.report import Report
+from flatscope.io.tables import as_number, format_number, format_table
 
 __all__ = [
     "DEFAULT_CONFIDENCE",

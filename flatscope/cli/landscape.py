@@ -146,7 +146,7 @@ def _directions(
     span: float | None,
 ) -> _Directions:
     from flatscope.app.analyze import DTYPES
-    from flatscope.app.trajectory import run_checkpoints
+    from flatscope.io.run_folder import run_checkpoints
     from flatscope.landscape import (
         eigen_directions,
         flat_weights,
@@ -237,13 +237,13 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from flatscope.app.analyze import DTYPES, AnalysisSettings, _make_dir, check_output_dir
-    from flatscope.app.trajectory import run_checkpoints
     from flatscope.cli.analyze import (
         _process_group,
         _spec_errors_as_user_errors,
         analysis_settings,
         load_inputs,
     )
+    from flatscope.io.run_folder import run_checkpoints
     from flatscope.landscape import slice_1d, surface_2d
     from flatscope.models.losses import build_loss
     from flatscope.operators.distributed import get_rank, shard_batches
