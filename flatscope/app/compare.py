@@ -1,7 +1,8 @@
 """Reports side by side: a table of every shared metric with its error bar, and figures.
 
 :func:`compare` reads analysis reports (``report.json`` files, directories holding one, or
-training run directories) and lines up every number they share:
+training run directories) and lines up every number they share; each metric of the registry
+(:mod:`flatscope.metrics`) names its rows:
 
 =====================  ====================================================================
 row                    value ± error
@@ -9,7 +10,7 @@ row                    value ± error
 loss, gradient norm    exact over the analysed data (no error bar)
 trace                  ``tr H`` ± its standard error
 top/bottom eigenvalue  Ritz value ± its residual norm, a bound on the distance to an
-                       eigenvalue of the symmetric Hessian (see :mod:`flatscope.app.verify`)
+                       eigenvalue of the symmetric Hessian (:mod:`flatscope.metrics.criteria`)
 sharpness              average-case (Gaussian) sharpness ± its Monte Carlo standard error and
                        its second-order prediction ``(sigma^2 / 2) tr H`` ± error; worst-case
                        sharpness (a lower bound from projected ascent, no error bar)
@@ -37,11 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flatscope.errors import FlatscopeError, OutputError, ReportError, preview
+from flatscope.errors import FlatscopeError, ReportError, preview
 from flatscope.io.atomic import atomic_write
+from flatscope.io.output import make_output_dir
 from flatscope.io.report import Report, to_jsonable
 from flatscope.io.run_folder import REPORT_NAME, RUN_REPORTS, is_run_folder, read_records
 from flatscope.io.tables import as_number, format_number, format_table
+from flatscope.metrics import Cell, metric_of, ordered_entries
 
 __all__ = [
     "Comparison",
@@ -56,65 +59,26 @@ __all__ = [
 
 _RUN_FIELDS = ("train_loss", "train_acc", "val_acc", "test_acc")
 
-#: (value, error) of one metric in one report; ``error`` is ``None`` for exact numbers.
-Cell = tuple[float | None, float | None]
-
 
 # ---------------------------------------------------------------------------- the rows
 
 
-def _eigen_rows(metrics: Mapping[str, Any], name: str, title: str) -> dict[str, Cell]:
-    entry = metrics.get(name)
-    if not isinstance(entry, Mapping):
-        return {}
-    values, residuals = entry.get("values") or [], entry.get("residuals") or []
+def metric_rows(metrics: Mapping[str, Any]) -> dict[str, Cell]:
+    """Every number of a report's metrics as ``{row name: (value, error)}``, in the order of
+    the registry (:mod:`flatscope.metrics`): each metric names its rows."""
     return {
-        f"{title} {rank}": (as_number(value), as_number(residual))
-        for rank, (value, residual) in enumerate(zip(values, residuals, strict=False), 1)
+        name: cell
+        for entry, value in ordered_entries(metrics)
+        for name, cell in metric_of(entry).rows(entry, value).items()
     }
 
 
-def metric_rows(metrics: Mapping[str, Any]) -> dict[str, Cell]:
-    """Every number of a report's metrics as ``{row name: (value, error)}`` (module docs)."""
-    rows: dict[str, Cell] = {}
-    for name, title in (("loss", "loss"), ("gradient_norm", "gradient norm")):
-        if name in metrics:
-            rows[title] = (as_number(metrics[name]), None)
-    trace = metrics.get("hessian_trace")
-    if isinstance(trace, Mapping):
-        rows["trace"] = (as_number(trace.get("value")), as_number(trace.get("stderr")))
-    rows.update(_eigen_rows(metrics, "top_eigenvalues", "top eigenvalue"))
-    rows.update(_eigen_rows(metrics, "bottom_eigenvalues", "bottom eigenvalue"))
-    sharpness = metrics.get("sharpness")
-    if isinstance(sharpness, Mapping):
-        average, worst = sharpness.get("average") or {}, sharpness.get("worst_case") or {}
-        if average:
-            sigma = f"sigma={average.get('sigma')}"
-            rows[f"avg sharpness ({sigma})"] = (
-                as_number(average.get("value")),
-                as_number(average.get("stderr")),
-            )
-            rows[f"(sigma^2/2) tr H ({sigma})"] = (
-                as_number(average.get("second_order")),
-                as_number(average.get("second_order_stderr")),
-            )
-        if worst:
-            rows[f"worst-case sharpness (rho={worst.get('rho')})"] = (
-                as_number(worst.get("value")),
-                None,
-            )
-    diagonal = metrics.get("hessian_diagonal")
-    if isinstance(diagonal, Mapping):
-        rows["diagonal sum"] = (as_number(diagonal.get("sum")), None)
-    return rows
-
-
 def _block_rows(metrics: Mapping[str, Any]) -> dict[str, Cell]:
-    trace = metrics.get("hessian_trace")
-    blocks = trace.get("per_block") if isinstance(trace, Mapping) else None
-    if not isinstance(blocks, Mapping):
-        return {}
-    return {f"trace[{name}]": (as_number(v), as_number(s)) for name, (v, s) in blocks.items()}
+    return {
+        name: cell
+        for entry, value in ordered_entries(metrics)
+        for name, cell in metric_of(entry).block_rows(entry, value).items()
+    }
 
 
 # ------------------------------------------------------------------------- the inputs
@@ -379,10 +343,7 @@ def write_comparison(comparison: Comparison, out: str | os.PathLike) -> list[Pat
     from flatscope.plotting.comparison_figures import render_comparison
 
     out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"cannot create {out}: {err.strerror or err}") from err
+    make_output_dir(out)
     files = {
         out / "comparison.md": comparison.markdown(),
         out / "comparison.json": json.dumps(comparison.to_dict(), indent=2) + "\n",

@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from flatscope.app.verify import eigenvalue_interval
-from flatscope.errors import FlatscopeError, OutputError
+from flatscope.errors import FlatscopeError
 from flatscope.io.atomic import atomic_write
+from flatscope.io.output import make_output_dir
 from flatscope.io.report import Report, to_jsonable
 from flatscope.io.run_folder import (
     REPORT_NAME,
@@ -38,6 +38,7 @@ from flatscope.io.run_folder import (
     run_checkpoints,
 )
 from flatscope.io.tables import as_number, format_number, format_table
+from flatscope.metrics.criteria import eigenvalue_interval
 
 __all__ = [
     "RunCheckpoint",
@@ -209,10 +210,7 @@ def trajectory(
     run_dir = Path(run_dir)
     chosen = select_checkpoints(run_checkpoints(run_dir), every)
     out = run_dir / "trajectory" if out is None else Path(out)
-    try:
-        (out / REPORTS_DIR).mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"cannot create {out / REPORTS_DIR}: {err.strerror or err}") from err
+    make_output_dir(out / REPORTS_DIR)
     records = read_records(run_dir)
     points = []
     for checkpoint in chosen:
