@@ -9,6 +9,7 @@ from flatscope.distributed import (
     get_world_size,
     init_from_environment,
     is_distributed,
+    process_group,
     shard_batches,
 )
 
@@ -20,5 +21,6 @@ __all__ = [
     "barrier",
     "shard_batches",
     "init_from_environment",
+    "process_group",
     "ShardSampler",
 ]
