@@ -52,7 +52,8 @@ def _mark_endpoints(ax: Axes, result: LandscapeResult) -> None:
         else:
             x, y = alpha, 0.0
         ax.plot([x], [y], "o", color="black", markersize=5, zorder=3)
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 6), fontsize=8)
+        box = {"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.7, "linewidth": 0}
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 6), fontsize=8, bbox=box)
 
 
 def plot_slice_1d(

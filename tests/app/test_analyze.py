@@ -139,6 +139,7 @@ def test_resume_computes_only_the_missing_metrics_and_ends_like_one_run(problem,
     assert set(on_disk["metrics"]) == {
         "loss",
         "gradient_norm",
+        "gradient_curvature",
         "hessian_trace",
         "top_eigenvalues",
         "spectral_density",

@@ -14,6 +14,7 @@ from flatscope.landscape import LandscapeResult
 from flatscope.models.losses import build_loss
 from flatscope.models.zoo import build_model
 from flatscope.operators.hessian import HessianOperator
+from flatscope.plotting.landscape import plot_slice_1d
 
 MODEL = "mlp:hidden=8"
 BN_MODEL = "cnn:width=2"
@@ -185,6 +186,12 @@ def test_interpolation_with_batchnorm_ends_at_the_other_checkpoints_own_loss(fil
     assert value_at(result, 1.0) == pytest.approx(own[1], rel=1e-12)
     assert result.metadata["bn_stats"] == "interpolate"
     assert result.metadata["directions"][0]["endpoints"] == ["bn0", "bn5"]
+    marked = plot_slice_1d(result).axes[0]  # the figure marks and names both checkpoints
+    assert [t.get_text() for t in marked.texts] == ["bn0", "bn5"]
+    assert [tuple(t.xy) for t in marked.texts] == [
+        (0.0, pytest.approx(own[0])),
+        (1, pytest.approx(own[1])),
+    ]
     argv += ["--resolution", "5", "--bn-stats", "recompute"]
     assert main([*argv, "--out", str(out), *FAST]) == 0
     recomputed = LandscapeResult.load_npz(out / "bn0-interp-1d.npz")
