@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 from flatscope.distributed import all_reduce_sum, is_distributed
 from flatscope.params import block_slices, flatten, select_parameters, unflatten
 
-__all__ = ["Objective", "LossFn", "Batch"]
+__all__ = ["Objective", "LossFn", "Batch", "positional"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Batch = tuple[Any, torch.Tensor, int]

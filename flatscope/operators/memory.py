@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -25,8 +26,9 @@ __all__ = ["GraphBytes", "measure_graph_bytes", "available_memory", "UNKNOWN_AVA
 UNKNOWN_AVAILABLE = 1 << 30  # bytes assumed available where the system does not report it
 
 
+@dataclass
 class GraphBytes:
-    """The result of :func:`measure_graph_bytes`: ``bytes`` is set when the block exits."""
+    """The result of :func:`measure_graph_bytes`: ``bytes`` is final when the block exits."""
 
     bytes: int = 0
 
