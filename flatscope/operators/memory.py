@@ -62,7 +62,10 @@ def measure_graph_bytes(device: torch.device, exclude: torch.Tensor) -> Iterator
         if key not in seen:
             seen.add(key)
             result.bytes += nbytes
-        return t
+        # detached (autograd restores the metadata on unpacking): a saved output packed with
+        # its own grad_fn would keep its node alive through a reference cycle that Python's
+        # collector cannot see, and the graph would leak
+        return t.detach()
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         yield result
