@@ -23,12 +23,13 @@ number of batches, and are rebuilt if a tensor of the objective or of in-memory 
 in place, as their version counters show). Graphs that do not fit are rebuilt on every product.
 
 **Memory.** A chunk of ``m`` columns costs memory that grows with ``m`` in the batched and the
-forward modes. Before the first such product the activation memory ``A`` of one batch (bytes
-saved for the backward pass by a forward pass, measured) sizes the chunk so that a product
-stays within ``memory_multiple`` times the memory of a gradient, estimated as ``1.5 A`` plus the
-weights and the gradient: per column ``COLUMN_COST * A`` plus three flat vectors, on top of
-``BASE_COST * A`` (both measured with the profiler on a CNN and a ResNet-18, see
-``benchmarks/hvp.py``). The loop mode holds one column's intermediate results at a time.
+forward modes. The first product measures the activation memory ``A`` of one batch (the bytes
+a forward pass saves for the backward pass) and sizes the chunks so that a product on one batch
+stays within ``memory_multiple`` (default 8) times the memory of a gradient: a gradient costs
+``GRADIENT_COST * A`` plus the weights and the gradient, a chunk ``BASE_COST * A`` plus
+``COLUMN_COST * A`` and three flat vectors per column (factors measured by
+``benchmarks/hvp.py``, rounded up). The loop mode holds one column's intermediate results at a
+time, so its chunks are all the columns.
 
 **Choosing.** ``hvp="auto"`` takes double backward: with kept graphs it does strictly less work
 than forward-over-reverse, which redoes the forward and the backward pass for every product.
@@ -63,9 +64,10 @@ __all__ = ["HessianOperator", "ForwardModeUnavailable", "LossFn"]
 HVP_MODES = ("auto", "forward", "double_backward", "batched_double_backward")
 GRAPH_BUDGET_SHARE = 0.25  # of the memory available when the first product runs
 DEFAULT_MEMORY_MULTIPLE = 8.0  # a product's memory on one batch, in gradients' memory
-GRADIENT_COST = 1.5  # a gradient's peak memory, in activation memories A (measured 1.5)
-COLUMN_COST = {"forward": 3.0, "batched": 2.0}  # memory per column, in A (measured 2.8, 1.6)
-BASE_COST = {"forward": 2.5, "batched": 1.0}  # memory of a chunk besides its columns, in A
+# Peak memory in units of A, measured in benchmarks/hvp.py (digits CNN, 1,797 samples; RSS)
+GRADIENT_COST = 1.5  # a gradient (measured 1.53)
+COLUMN_COST = {"forward": 3.0, "batched": 2.0}  # per column of a chunk (measured 2.79, 1.62)
+BASE_COST = {"forward": 2.5, "batched": 2.5}  # a chunk besides its columns (measured 2.23, 2.27)
 PROBE_STORAGE_ENTRIES = 1 << 24  # a chunk's probe columns never hold more entries than this
 
 
