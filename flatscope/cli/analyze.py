@@ -105,6 +105,13 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
         help="also read TorchScript archives and pickled modules (runs code from the file: "
         "only for files you trust)",
     )
+    source.add_argument(
+        "--trust-specs",
+        action="store_true",
+        help="let the checkpoint's own model, data and loss specs import code "
+        "(package.module:factory); by default only zoo, data set and loss names are taken "
+        "from a file. Only for files you trust",
+    )
     data = parser.add_argument_group("data and loss")
     data.add_argument(
         "--data",
@@ -236,7 +243,10 @@ def load_inputs(args: argparse.Namespace, path: str | Path, seed: int) -> Analys
 
     with _spec_errors_as_user_errors():
         checkpoint = load_checkpoint(
-            path, key=args.checkpoint_key, unsafe_pickle=args.unsafe_pickle
+            path,
+            key=args.checkpoint_key,
+            unsafe_pickle=args.unsafe_pickle,
+            trust_specs=args.trust_specs,
         )
         model, spec = _load_model(checkpoint, args.model)
         extra = checkpoint.metadata.get("extra") or {}

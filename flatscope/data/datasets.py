@@ -59,7 +59,7 @@ from flatscope.data.random_streams import (
     stream_generator,
 )
 from flatscope.data.splits import SplitData, split_indices
-from flatscope.models.specs import Registry, SpecError, accepts_keyword, parse_spec
+from flatscope.models.specs import Registry, SpecError, accepts_keyword
 
 __all__ = [
     "DATASETS",
@@ -343,7 +343,7 @@ def _as_dataset(result: Any, spec: str) -> tuple[Dataset, Callable | None, int |
 
 
 def _build_split(spec: str, split: str, seed: int, batch_size: int | None) -> DataBundle:
-    parsed = parse_spec(spec)
+    parsed = DATASETS.parse(spec)
     factory = DATASETS.resolve(parsed)
     if not parsed.is_import and split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
