@@ -153,12 +153,15 @@ def apply_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -
     The prefixes ``module.`` (DataParallel/DDP), ``model.`` (PyTorch Lightning) and
     ``_orig_mod.`` (``torch.compile``) are stripped, alone or combined, when that makes more keys
     match the model's. Every parameter and persistent buffer must then be present with the
-    model's shape; only BatchNorm's ``num_batches_tracked`` may be missing (it keeps the model's
-    value). Floating weights must be finite. The model is left unchanged when any check fails.
+    model's shape and kind (a floating parameter takes floating values: integer or boolean
+    tensors would be cast silently, small weights becoming 0); only BatchNorm's
+    ``num_batches_tracked`` may be missing (it keeps the model's value). Floating weights must
+    be finite. The model is left unchanged when any check fails.
 
     Raises:
-        CheckpointError: one line listing missing keys, unexpected keys and shape mismatches
-            (the first few of each, with counts), or naming the first tensor with NaN/Inf.
+        CheckpointError: one line listing missing keys, unexpected keys, shape and dtype
+            mismatches (the first few of each, with counts), or naming the first tensor with
+            NaN/Inf.
     """
     expected = model.state_dict()
     renamed, stripped = _strip_wrapper_prefixes(state_dict, expected.keys())
@@ -362,6 +365,11 @@ def _find_state_dict(obj: Any, key: str | None, path: Path, trust_specs: bool) -
         raise CheckpointError(
             f"{path} holds a {type(obj).__name__}, not a state_dict or a dict containing one"
         )
+    if not obj:
+        raise CheckpointError(
+            f"{path} holds an empty dict: there are no weights in it; pass the checkpoint that "
+            "holds the trained weights"
+        )
     found: dict[str, Any] = {}
     rest = dict(obj)
     fmt = obj.get("format")
@@ -486,12 +494,22 @@ def _check_fits(
         for name in expected
         if name in state_dict and state_dict[name].shape != expected[name].shape
     ]
+    # load_state_dict would cast integers into floating parameters (small weights become 0)
+    wrong_kind = [
+        f"{name}: checkpoint {str(state_dict[name].dtype).removeprefix('torch.')} vs model "
+        f"{str(expected[name].dtype).removeprefix('torch.')}"
+        for name in expected
+        if name in state_dict
+        and _kind(state_dict[name]) != _kind(expected[name])
+        and _kind(expected[name]) != "integer"
+    ]
     problems = [
         f"{_count(len(items), *labels)} ({preview(items)})"
         for items, *labels in (
             (missing, "missing key"),
             (unexpected, "unexpected key"),
             (mismatched, "shape mismatch", "shape mismatches"),
+            (wrong_kind, "dtype mismatch", "dtype mismatches"),
         )
         if items
     ]
@@ -501,6 +519,12 @@ def _check_fits(
             f"the checkpoint does not fit the model{after}: {'; '.join(problems)}; "
             "check that the model (--model and its options) is the one the checkpoint came from"
         )
+
+
+def _kind(tensor: torch.Tensor) -> str:
+    if tensor.is_complex():
+        return "complex"
+    return "floating" if tensor.is_floating_point() else "integer"
 
 
 def _check_finite(state_dict: Mapping[str, torch.Tensor]) -> None:
