@@ -49,6 +49,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from flatscope.app.budget import check_budgets, check_problem_size
 from flatscope.data.datasets import DataBundle
 from flatscope.errors import FlatscopeError, OutputError
 from flatscope.io.checkpoint import LoadedCheckpoint
@@ -171,6 +172,7 @@ class AnalysisSettings:
             object.__setattr__(self, "params", tuple(self.params))
         if self.device is not None:
             object.__setattr__(self, "device", str(_check_device(self.device)))
+        check_budgets(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as the report stores them."""
@@ -507,6 +509,7 @@ def analyze(
     loss_fn, loss_name = _loss(loss_fn, loss_spec)
     batches, data_info = _data_header(data, data_spec)
     operator = _operator(model, loss_fn, batches, config)
+    check_problem_size(config, entries, operator.shape[0], DTYPES[config.dtype], operator.device)
     if config.device is None:
         config = dataclasses.replace(config, device=str(operator.device))
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from flatscope.app.compare import as_number
-from flatscope.errors import FlatscopeError, OutputError
+from flatscope.errors import FlatscopeError
 from flatscope.io.atomic import atomic_write
 from flatscope.io.report import Report, to_jsonable
 
@@ -62,11 +62,26 @@ class RunCheckpoint:
 
 
 def _final_epoch(run_dir: Path, epochs_seen: list[int]) -> int:
-    """The epoch of ``final.pt``: the configured epochs, else the last metrics record."""
+    """The epoch of ``final.pt``: the configured epochs, else the last metrics record.
+
+    Raises:
+        FlatscopeError: ``config.json`` exists but does not hold ``config.epochs``.
+    """
+    path = run_dir / CONFIG_FILE
     try:
-        return int(json.loads((run_dir / CONFIG_FILE).read_text())["config"]["epochs"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+        epochs = json.loads(path.read_text(encoding="utf-8"))["config"]["epochs"]
+    except FileNotFoundError:
+        epochs = None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise FlatscopeError(
+            f"{path} is corrupt ({type(err).__name__}: {err}), so the epoch of {FINAL_CHECKPOINT} "
+            "is unknown; restore the file or remove it to number final.pt after the last "
+            f"{METRICS_FILE} record"
+        ) from None
+    if epochs is not None:
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise FlatscopeError(f"{path} is corrupt: config.epochs is {epochs!r}")
+        return epochs
     records = read_run_metrics(run_dir)
     if records:
         return max(records)
@@ -278,16 +293,13 @@ def trajectory(
         figures: also draw ``trajectory.png`` and ``trajectory.pdf``.
 
     Raises:
-        FlatscopeError: no run or no checkpoints there, a bad ``every``. OutputError: ``out``
-            cannot be written.
+        FlatscopeError: no run or no checkpoints there, a corrupt ``config.json``, a bad
+            ``every``. OutputError: ``out`` cannot be written (the reports are written as each
+            one is finished, the trajectory files at the end).
     """
     run_dir = Path(run_dir)
     chosen = select_checkpoints(run_checkpoints(run_dir), every)
     out = run_dir / "trajectory" if out is None else Path(out)
-    try:
-        (out / REPORTS_DIR).mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"cannot create {out / REPORTS_DIR}: {err.strerror or err}") from err
     records = read_run_metrics(run_dir)
     points = []
     for checkpoint in chosen:

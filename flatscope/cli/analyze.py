@@ -21,8 +21,10 @@ __all__ = [
     "analysis_settings",
     "run",
     "load_inputs",
+    "check_inputs",
     "AnalysisInputs",
     "SETTING_OPTIONS",
+    "writer_lock",
 ]
 
 #: Options forwarded to AnalysisSettings: (flag, type, help with the default spelled out).
@@ -32,11 +34,20 @@ SETTING_OPTIONS: tuple[tuple[str, type, str], ...] = (
         str,
         "trace estimator: hutchpp, hutchinson, na_hutchpp, xtrace (default hutchpp)",
     ),
-    ("--num-matvecs", int, "Hessian-vector products for the trace and the diagonal (default 100)"),
-    ("--top-k", int, "number of largest eigenvalues (default 5)"),
+    (
+        "--num-matvecs",
+        int,
+        "Hessian-vector products for the trace and the diagonal: at least 2 (hutchinson), 4 "
+        "(hutchpp, xtrace) or 6 (na_hutchpp), at most 1,000,000 (default 100)",
+    ),
+    ("--top-k", int, "number of largest eigenvalues, at most the parameters (default 5)"),
     ("--bottom-k", int, "number of most negative eigenvalues; 0 skips them (default 0)"),
     ("--eig-tol", float, "eigenvalues stop at residuals <= tol * |lambda_max| (default 0.001)"),
-    ("--eig-max-matvecs", int, "product budget of each eigenvalue search (default 500)"),
+    (
+        "--eig-max-matvecs",
+        int,
+        "product budget of each eigenvalue search, at most 1,000,000 (default 500)",
+    ),
     ("--density-steps", int, "Lanczos steps per probe of the spectral density (default 90)"),
     ("--density-probes", int, "random probes of the spectral density (default 2)"),
     (
@@ -239,7 +250,9 @@ def load_inputs(args: argparse.Namespace, path: str | Path, seed: int) -> Analys
     one of the objective that was minimised.
     """
     from flatscope.data.datasets import load_data
+    from flatscope.data.fit import check_model_fits
     from flatscope.io import load_checkpoint
+    from flatscope.models.losses import loss_spec
 
     with _spec_errors_as_user_errors():
         checkpoint = load_checkpoint(
@@ -261,8 +274,38 @@ def load_inputs(args: argparse.Namespace, path: str | Path, seed: int) -> Analys
         )
         subset = _subset(args.subset, len(data))
         data = data if subset is None else data.subset(subset)
-    loss = args.loss or extra.get("loss") or "cross_entropy"
+        origin = f"data {data.spec!r}" if labels is None else f"the training labels of {path}"
+        check_model_fits(model, data, model_name=repr(spec), origin=origin)
+    loss = args.loss or checkpoint.loss_spec or "cross_entropy"
+    with _spec_errors_as_user_errors():
+        loss_spec(loss)  # resolved (not called) now: a bad loss fails before any work
     return AnalysisInputs(checkpoint, model, spec, data, loss)
+
+
+def check_inputs(args: argparse.Namespace, path: str | Path) -> None:
+    """Read a checkpoint and resolve, without building anything, the model, data and loss
+    specs that :func:`load_inputs` would build for it, so that a bad checkpoint or spec fails
+    before any work (``trajectory`` checks every checkpoint of a run first)."""
+    from flatscope.data.datasets import DATASETS
+    from flatscope.io import load_checkpoint
+    from flatscope.models.losses import LOSSES
+    from flatscope.models.zoo import MODELS
+
+    checkpoint = load_checkpoint(
+        path,
+        key=args.checkpoint_key,
+        unsafe_pickle=args.unsafe_pickle,
+        trust_specs=args.trust_specs,
+    )
+    if args.model is None and checkpoint.model_spec is None:
+        _load_model(checkpoint, None)  # a pickled module, else the one-line error
+    for registry, spec in (
+        (MODELS, args.model or checkpoint.model_spec),
+        (DATASETS, args.data or checkpoint.data_spec),
+        (LOSSES, args.loss or checkpoint.loss_spec),
+    ):
+        if spec is not None:
+            registry.resolve(spec)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -282,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = parse_metrics(args.metrics)
     out = check_output_dir(args.out or f"{Path(args.checkpoint).stem}-analysis")
     inputs = load_inputs(args, args.checkpoint, settings.get("seed", 0))
-    with _spec_errors_as_user_errors(), _process_group(settings.get("device")):
+    with _spec_errors_as_user_errors(), _process_group(settings.get("device")), writer_lock(out):
         report = analyze(
             inputs.model,
             inputs.loss,
@@ -302,6 +345,15 @@ def run(args: argparse.Namespace) -> int:
         figures = "" if args.no_figures else f"; figures in {out}"
         print(f"report: {out / REPORT_NAME}{figures}")
     return 0
+
+
+def writer_lock(out: Path) -> contextlib.AbstractContextManager:
+    """The exclusive lock of the output folder, held by the process that writes it (rank 0
+    under ``torchrun``; the other ranks write nothing)."""
+    from flatscope.io.lock import output_lock
+    from flatscope.operators.distributed import get_rank
+
+    return output_lock(out) if get_rank() == 0 else contextlib.nullcontext(out)
 
 
 @contextlib.contextmanager

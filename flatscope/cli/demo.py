@@ -37,6 +37,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     from flatscope.app.demo import FULL, QUICK, main_demo, with_seeds
     from flatscope.errors import FlatscopeError
+    from flatscope.io.lock import output_lock
 
     for name in ("seeds", "epochs", "threads"):
         value = getattr(args, name)
@@ -44,5 +45,6 @@ def run_demo(args: argparse.Namespace) -> int:
             raise FlatscopeError(f"--{name} must be a positive integer, got {value}")
     plan = with_seeds(QUICK if args.quick else FULL, args.seeds, args.epochs)
     torch.set_num_threads(args.threads)
-    main_demo(args.out, plan, quiet=args.quiet)
+    with output_lock(args.out):
+        main_demo(args.out, plan, quiet=args.quiet)
     return 0

@@ -43,13 +43,15 @@ def checkpoint_report(
     *,
     out: Path | None = None,
     resume: bool = False,
+    inputs: Any = None,
 ):
     """Analyse one checkpoint as ``flatscope analyze`` does (same model, data and subset
-    rules) and return the :class:`~flatscope.io.report.Report` (no figures)."""
+    rules) and return the :class:`~flatscope.io.report.Report` (no figures). ``inputs``: the
+    checkpoint's :class:`~flatscope.cli.analyze.AnalysisInputs` when already loaded."""
     from flatscope.app.analyze import analyze
     from flatscope.cli.analyze import _spec_errors_as_user_errors, load_inputs
 
-    inputs = load_inputs(args, path, settings.get("seed", 0))
+    inputs = inputs or load_inputs(args, path, settings.get("seed", 0))
     with _spec_errors_as_user_errors():
         return analyze(
             inputs.model,
@@ -138,14 +140,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _load(
-    args: argparse.Namespace, path: str, metrics: tuple[str, ...], settings: dict[str, Any]
-) -> dict[str, Any]:
+def _read(args: argparse.Namespace, path: str, seed: int) -> Any:
+    """A report's document, or a checkpoint's loaded inputs (not analysed yet)."""
+    from flatscope.cli.analyze import load_inputs
     from flatscope.io import Report
 
     if is_report_file(path):
         return Report.load(path).to_dict()
-    return checkpoint_report(args, path, metrics, settings).to_dict()
+    return load_inputs(args, path, seed)
+
+
+def _document(
+    args: argparse.Namespace,
+    path: str,
+    source: Any,
+    metrics: tuple[str, ...],
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    if isinstance(source, dict):
+        return source
+    return checkpoint_report(args, path, metrics, settings, inputs=source).to_dict()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -166,8 +180,14 @@ def run(args: argparse.Namespace) -> int:
     top_k = given.get("top_k", 1)
     subject_settings = {**given, "top_k": top_k, "bottom_k": given.get("bottom_k") or 1}
     reference_settings = {**given, "top_k": top_k}
-    subject = _load(args, args.subject, metrics, subject_settings)
-    references = {path: _load(args, path, metrics, reference_settings) for path in args.reference}
+    seed = given.get("seed", 0)
+    # every input is read before any analysis, so a bad reference fails at once
+    sources = {path: _read(args, path, seed) for path in [args.subject, *args.reference]}
+    subject = _document(args, args.subject, sources[args.subject], metrics, subject_settings)
+    references = {
+        path: _document(args, path, sources[path], metrics, reference_settings)
+        for path in args.reference
+    }
     verdict = verify(
         subject,
         references,
