@@ -208,6 +208,11 @@ class DataBundle:
         return _dataset_labels(self.dataset)
 
     @property
+    def labels_in_memory(self) -> bool:
+        """Whether :attr:`labels` is a tensor already (else reading it visits every item)."""
+        return isinstance(self.dataset, (TensorDataset, _RelabeledDataset))
+
+    @property
     def noisy_mask(self) -> torch.Tensor | None:
         """Which labels differ from the clean ones, or None when the labels are clean."""
         return None if self.clean_labels is None else self.labels != self.clean_labels

@@ -43,7 +43,12 @@ def output_shape(model: nn.Module, bundle: DataBundle, model_name: str) -> tuple
 
 
 def check_model_fits(
-    model: nn.Module, bundle: DataBundle, *, model_name: str, origin: str
+    model: nn.Module,
+    bundle: DataBundle,
+    *,
+    model_name: str,
+    origin: str,
+    read_labels: bool = True,
 ) -> tuple[int, ...]:
     """Check that ``model`` runs on the data and that integer labels index its output classes;
     return the output shape of one sample.
@@ -52,11 +57,15 @@ def check_model_fits(
         model_name: how messages name the model (its spec).
         origin: where the labels came from, for messages (``"the training labels stored in
             run/final.pt"``, ``"data 'synthetic:classes=100'"``).
+        read_labels: check the labels (``False``: only the forward pass, for a large data set
+            whose labels are not in memory).
 
     Raises:
         DataError: the forward pass fails, or a label lies outside ``0..C-1``.
     """
     shape = output_shape(model, bundle, model_name)
+    if not read_labels:
+        return shape
     labels = bundle.labels
     if len(shape) != 1 or labels.is_floating_point() or labels.ndim != 1 or not len(labels):
         return shape

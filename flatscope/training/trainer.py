@@ -75,7 +75,7 @@ import torch.distributed as dist
 from torch import nn
 
 from flatscope.data.datasets import DataBundle, DataError, LabelNoise, load_data
-from flatscope.data.fit import output_shape
+from flatscope.data.fit import check_model_fits
 from flatscope.errors import FlatscopeError
 from flatscope.io import (
     LoadedCheckpoint,
@@ -294,7 +294,13 @@ def _optional_split(config: TrainConfig, split: str) -> DataBundle | None:
 
 def _check_fit(model: nn.Module, train: DataBundle, config: TrainConfig) -> None:
     try:
-        shape = output_shape(model, train, repr(config.model))
+        shape = check_model_fits(
+            model,
+            train,
+            model_name=repr(config.model),
+            origin=f"data {config.data!r}",
+            read_labels=train.labels_in_memory,
+        )
     except DataError as error:
         raise TrainingError(str(error)) from None
     classes = train.num_classes
