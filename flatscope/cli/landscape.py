@@ -169,8 +169,7 @@ def _directions(
     settings: Any,
     span: float | None,
 ) -> _Directions:
-    from flatscope.app.analyze import DTYPES
-    from flatscope.app.trajectory import run_checkpoints
+    from flatscope.io.run_folder import run_checkpoints
     from flatscope.landscape import (
         eigen_directions,
         flat_weights,
@@ -195,7 +194,7 @@ def _directions(
             tol=settings.eig_tol,
             seed=seed,
             device=settings.device,
-            dtype=DTYPES[settings.dtype],
+            dtype=settings.torch_dtype,
         )
         a = span or DEFAULT_RANGE
         values = ", ".join(f"{d.info['eigenvalue']:.4g}" for d in found)
@@ -260,18 +259,13 @@ def run(args: argparse.Namespace) -> int:
     """Compute, save and plot the landscapes; print one line per checkpoint."""
     import sys
 
-    from flatscope.app.analyze import DTYPES, AnalysisSettings, check_output_dir
-    from flatscope.app.trajectory import run_checkpoints
-    from flatscope.cli.analyze import (
-        _process_group,
-        _spec_errors_as_user_errors,
-        analysis_settings,
-        load_inputs,
-        writer_lock,
-    )
+    from flatscope.cli.analyze import analysis_settings, load_inputs, writer_lock
+    from flatscope.io.output import check_output_dir
+    from flatscope.io.run_folder import run_checkpoints
     from flatscope.landscape import slice_1d, surface_2d
+    from flatscope.metrics import AnalysisSettings
     from flatscope.models.losses import build_loss
-    from flatscope.operators.distributed import get_rank, shard_batches
+    from flatscope.operators.distributed import get_rank, process_group, shard_batches
     from flatscope.plotting.landscape import plot_slice_1d, plot_surface_2d, plot_surface_3d
     from flatscope.plotting.report_figures import save_figure
 
@@ -283,14 +277,13 @@ def run(args: argparse.Namespace) -> int:
         run_checkpoints(target)  # a missing or empty run directory fails before any work
     written, lines, slices = [], [], []
     # under torchrun every rank evaluates its shard of the batches; rank 0 writes and prints
-    with _spec_errors_as_user_errors(), _process_group(settings.device), writer_lock(out):
+    with process_group(settings.device), writer_lock(out):
         writer = get_rank() == 0
         # every checkpoint, model, data set and loss is read before any work
         loaded = [load_inputs(args, path, settings.seed) for path in args.checkpoints]
-        losses = [build_loss(inputs.loss) for inputs in loaded]
         results = {}
-        for path, label, inputs, loss_fn in zip(
-            args.checkpoints, _labels(args.checkpoints), loaded, losses, strict=True
+        for path, label, inputs in zip(
+            args.checkpoints, _labels(args.checkpoints), loaded, strict=True
         ):
             checkpoint, model, spec, data = (
                 inputs.checkpoint,
@@ -298,6 +291,7 @@ def run(args: argparse.Namespace) -> int:
                 inputs.model_spec,
                 inputs.data,
             )
+            loss_fn = build_loss(inputs.loss)
             found = _directions(kind, target, args, path, model, loss_fn, data, settings, span)
             if not args.quiet and writer:
                 points = resolution**args.dims
@@ -305,7 +299,7 @@ def run(args: argparse.Namespace) -> int:
             common = dict(
                 params=settings.params,
                 device=settings.device,
-                dtype=DTYPES[settings.dtype],
+                dtype=settings.torch_dtype,
                 data_spec=data.spec,
                 label=label,
             )

@@ -45,12 +45,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Analyse the checkpoints (reusing stored reports), print the table, write the files."""
-    from flatscope.app.analyze import parse_metrics
-    from flatscope.app.trajectory import run_checkpoints, select_checkpoints, trajectory
-    from flatscope.cli.analyze import analysis_settings, check_inputs
+    from flatscope.app.inputs import check_checkpoint_inputs
+    from flatscope.app.trajectory import select_checkpoints, trajectory
+    from flatscope.cli.analyze import analysis_settings, checkpoint_inputs
     from flatscope.cli.verify import checkpoint_report
     from flatscope.errors import ReportError
     from flatscope.io.lock import output_lock
+    from flatscope.io.run_folder import run_checkpoints
+    from flatscope.metrics import parse_metrics
 
     metrics = parse_metrics(args.metrics)
     given = analysis_settings(args)
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             return checkpoint_report(args, checkpoint, metrics, settings, out=report_dir)
 
     for checkpoint in select_checkpoints(run_checkpoints(args.run_dir), args.every):
-        check_inputs(args, checkpoint.path)  # every checkpoint is readable before any work
+        check_checkpoint_inputs(checkpoint.path, **checkpoint_inputs(args))  # before any work
     out = Path(args.out) if args.out else Path(args.run_dir) / "trajectory"
     with output_lock(out):
         result = trajectory(args.run_dir, report_for, every=args.every, out=out)

@@ -43,29 +43,22 @@ def checkpoint_report(
     *,
     out: Path | None = None,
     resume: bool = False,
-    inputs: Any = None,
 ):
     """Analyse one checkpoint as ``flatscope analyze`` does (same model, data and subset
-    rules) and return the :class:`~flatscope.io.report.Report` (no figures). ``inputs``: the
-    checkpoint's :class:`~flatscope.cli.analyze.AnalysisInputs` when already loaded."""
-    from flatscope.app.analyze import analyze
-    from flatscope.cli.analyze import _spec_errors_as_user_errors, load_inputs
+    rules) and return the :class:`~flatscope.io.report.Report` (no figures)."""
+    from flatscope.app.analyze import analyze_checkpoint
+    from flatscope.cli.analyze import checkpoint_inputs
 
-    inputs = inputs or load_inputs(args, path, settings.get("seed", 0))
-    with _spec_errors_as_user_errors():
-        return analyze(
-            inputs.model,
-            inputs.loss,
-            inputs.data,
-            metrics,
-            out=out,
-            resume=resume,
-            figures=False,
-            progress=not args.quiet,
-            checkpoint=inputs.checkpoint,
-            model_spec=inputs.model_spec,
-            **settings,
-        )
+    return analyze_checkpoint(
+        path,
+        metrics,
+        inputs=checkpoint_inputs(args),
+        out=out,
+        resume=resume,
+        figures=False,
+        progress=not args.quiet,
+        **settings,
+    )
 
 
 def is_report_file(path: str | Path) -> bool:
@@ -93,8 +86,8 @@ def is_report_file(path: str | Path) -> bool:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``flatscope verify``."""
-    from flatscope.app.verify import DEFAULT_CONFIDENCE, DEFAULT_GRAD_TOL, DEFAULT_NEG_TOL
     from flatscope.cli.analyze import add_analysis_options
+    from flatscope.metrics import VerifySettings
 
     parser = subparsers.add_parser(
         "verify",
@@ -115,19 +108,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     claims.add_argument(
         "--grad-tol",
         type=float,
-        default=DEFAULT_GRAD_TOL,
+        default=VerifySettings.grad_tol,
         help="minimum: ||grad L|| <= GRAD_TOL * max(L, 1) (default %(default)s)",
     )
     claims.add_argument(
         "--neg-tol",
         type=float,
-        default=DEFAULT_NEG_TOL,
+        default=VerifySettings.neg_tol,
         help="minimum: lambda_min >= -NEG_TOL * lambda_max (default %(default)s)",
     )
     claims.add_argument(
         "--confidence",
         type=float,
-        default=DEFAULT_CONFIDENCE,
+        default=VerifySettings.confidence,
         help="level of the one-sided tests against references (default %(default)s)",
     )
     claims.add_argument(
@@ -140,53 +133,51 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _read(args: argparse.Namespace, path: str, seed: int) -> Any:
-    """A report's document, or a checkpoint's loaded inputs (not analysed yet)."""
-    from flatscope.cli.analyze import load_inputs
+def _read_all(args: argparse.Namespace, paths: list[str]) -> dict[str, dict[str, Any]]:
+    """Every report's document, after checking that every checkpoint and its specs can be
+    read: a bad reference fails before the subject is analysed."""
+    from flatscope.app.inputs import check_checkpoint_inputs
+    from flatscope.cli.analyze import checkpoint_inputs
     from flatscope.io import Report
 
-    if is_report_file(path):
-        return Report.load(path).to_dict()
-    return load_inputs(args, path, seed)
+    reports = {path: Report.load(path).to_dict() for path in paths if is_report_file(path)}
+    for path in paths:
+        if path not in reports:
+            check_checkpoint_inputs(path, **checkpoint_inputs(args))
+    return reports
 
 
-def _document(
+def _load(
     args: argparse.Namespace,
     path: str,
-    source: Any,
+    reports: dict[str, dict[str, Any]],
     metrics: tuple[str, ...],
     settings: dict[str, Any],
 ) -> dict[str, Any]:
-    if isinstance(source, dict):
-        return source
-    return checkpoint_report(args, path, metrics, settings, inputs=source).to_dict()
+    if path in reports:
+        return reports[path]
+    return checkpoint_report(args, path, metrics, settings).to_dict()
 
 
 def run(args: argparse.Namespace) -> int:
     """Verify, print the table (or JSON); 0 when every claim holds, else 1."""
     import json
 
-    from flatscope.app.verify import check_settings, verify
+    from flatscope.app.verify import verify
     from flatscope.cli.analyze import analysis_settings
-    from flatscope.errors import FlatscopeError
     from flatscope.io.report import to_jsonable
+    from flatscope.metrics import VerifySettings
 
-    try:
-        check_settings(args.grad_tol, args.neg_tol, args.confidence)
-    except ValueError as err:
-        raise FlatscopeError(str(err)) from None
+    VerifySettings(args.grad_tol, args.neg_tol, args.confidence, args.sharpness)
     metrics = ("trace", "eigenvalues") + (("sharpness",) if args.sharpness else ())
     given = analysis_settings(args)
     top_k = given.get("top_k", 1)
     subject_settings = {**given, "top_k": top_k, "bottom_k": given.get("bottom_k") or 1}
     reference_settings = {**given, "top_k": top_k}
-    seed = given.get("seed", 0)
-    # every input is read before any analysis, so a bad reference fails at once
-    sources = {path: _read(args, path, seed) for path in [args.subject, *args.reference]}
-    subject = _document(args, args.subject, sources[args.subject], metrics, subject_settings)
+    reports = _read_all(args, [args.subject, *args.reference])
+    subject = _load(args, args.subject, reports, metrics, subject_settings)
     references = {
-        path: _document(args, path, sources[path], metrics, reference_settings)
-        for path in args.reference
+        path: _load(args, path, reports, metrics, reference_settings) for path in args.reference
     }
     verdict = verify(
         subject,

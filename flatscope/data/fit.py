@@ -15,7 +15,7 @@ from torch import nn
 from flatscope.data.datasets import DataBundle
 from flatscope.data.errors import DataError
 
-__all__ = ["check_model_fits", "output_shape"]
+__all__ = ["check_labels", "check_model_fits", "output_shape"]
 
 
 def output_shape(model: nn.Module, bundle: DataBundle, model_name: str) -> tuple[int, ...]:
@@ -42,13 +42,29 @@ def output_shape(model: nn.Module, bundle: DataBundle, model_name: str) -> tuple
     return tuple(outputs.shape[1:]) if isinstance(outputs, torch.Tensor) else ()
 
 
+def check_labels(
+    bundle: DataBundle, output_shape: tuple[int, ...], *, model_name: str, origin: str
+) -> None:
+    """Check that integer class labels index outputs of shape ``(C,)`` per sample.
+
+    Raises:
+        DataError: a label lies outside ``0..C-1`` (the message names ``origin``).
+    """
+    labels = bundle.labels
+    if len(output_shape) != 1 or labels.is_floating_point() or labels.ndim != 1:
+        return
+    classes = output_shape[0]
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= classes:
+        raise DataError(
+            f"the labels of {origin} run from {low} to {high}, but model {model_name} has "
+            f"{classes} output classes (labels 0..{classes - 1}); use a model with "
+            f"num_classes={high + 1} or data with {classes} classes"
+        )
+
+
 def check_model_fits(
-    model: nn.Module,
-    bundle: DataBundle,
-    *,
-    model_name: str,
-    origin: str,
-    read_labels: bool = True,
+    model: nn.Module, bundle: DataBundle, *, model_name: str, origin: str
 ) -> tuple[int, ...]:
     """Check that ``model`` runs on the data and that integer labels index its output classes;
     return the output shape of one sample.
@@ -57,24 +73,10 @@ def check_model_fits(
         model_name: how messages name the model (its spec).
         origin: where the labels came from, for messages (``"the training labels stored in
             run/final.pt"``, ``"data 'synthetic:classes=100'"``).
-        read_labels: check the labels (``False``: only the forward pass, for a large data set
-            whose labels are not in memory).
 
     Raises:
         DataError: the forward pass fails, or a label lies outside ``0..C-1``.
     """
     shape = output_shape(model, bundle, model_name)
-    if not read_labels:
-        return shape
-    labels = bundle.labels
-    if len(shape) != 1 or labels.is_floating_point() or labels.ndim != 1 or not len(labels):
-        return shape
-    classes = shape[0]
-    low, high = int(labels.min()), int(labels.max())
-    if low < 0 or high >= classes:
-        raise DataError(
-            f"the labels of {origin} run from {low} to {high}, but model {model_name} has "
-            f"{classes} output classes (labels 0..{classes - 1}); use a model with "
-            f"num_classes={high + 1} or data with {classes} classes"
-        )
+    check_labels(bundle, shape, model_name=model_name, origin=origin)
     return shape

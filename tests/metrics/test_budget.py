@@ -5,11 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flatscope.app import budget
-from flatscope.app.analyze import AnalysisSettings, analyze
-from flatscope.app.budget import MAX_MATVECS, TRACE_MIN_MATVECS, BudgetError, check_problem_size
+from flatscope.app.analyze import analyze
 from flatscope.errors import FlatscopeError
 from flatscope.linalg import trace
+from flatscope.metrics import budget
+from flatscope.metrics.budget import check_problem_size
+from flatscope.metrics.settings import (
+    MAX_MATVECS,
+    TRACE_MIN_MATVECS,
+    AnalysisError,
+    AnalysisSettings,
+)
 
 
 @pytest.mark.parametrize("method", list(TRACE_MIN_MATVECS))
@@ -27,7 +33,7 @@ def test_each_trace_method_minimum_is_the_estimators_own(method):
 def test_budgets_above_the_cap_are_refused():
     AnalysisSettings(num_matvecs=MAX_MATVECS, eig_max_matvecs=MAX_MATVECS)
     for settings in ({"num_matvecs": MAX_MATVECS + 1}, {"eig_max_matvecs": MAX_MATVECS + 1}):
-        with pytest.raises(BudgetError, match="the limit is 1,000,000"):
+        with pytest.raises(AnalysisError, match="the limit is 1,000,000"):
             AnalysisSettings(**settings)
 
 
@@ -36,10 +42,10 @@ def test_vectors_that_cannot_fit_in_memory_are_refused(monkeypatch):
     d, cpu = 1_000_000, torch.device("cpu")
     monkeypatch.setattr(budget, "device_memory", lambda device: 4 * 2**30)  # a 4 GiB machine
     check_problem_size(settings, ["top_eigenvalues", "spectral_density"], d, torch.float32, cpu)
-    with pytest.raises(BudgetError, match=r"hessian_trace would hold about 3.4 GiB.*lower --num"):
+    with pytest.raises(AnalysisError, match=r"hessian_trace would hold about 3.4 GiB.*lower --num"):
         monkeypatch.setattr(budget, "device_memory", lambda device: 2**31)
         check_problem_size(settings, ["hessian_trace"], d, torch.float32, cpu)
-    with pytest.raises(BudgetError, match="top_k .--top-k. is 5, more than the 4 parameters"):
+    with pytest.raises(AnalysisError, match="top_k .--top-k. is 5, more than the 4 parameters"):
         check_problem_size(settings, ["top_eigenvalues"], 4, torch.float32, cpu)
     check_problem_size(settings, ["hessian_trace"], 4, torch.float32, cpu)  # no eigenvalues
 
@@ -47,6 +53,6 @@ def test_vectors_that_cannot_fit_in_memory_are_refused(monkeypatch):
 def test_analyze_refuses_before_computing_anything(tmp_path):
     model = torch.nn.Linear(3, 2)
     data = (torch.randn(8, 3), torch.arange(8) % 2)
-    with pytest.raises(BudgetError, match="more than the 8 parameters"):
+    with pytest.raises(AnalysisError, match="more than the 8 parameters"):
         analyze(model, "cross_entropy", data, "eigenvalues", out=tmp_path / "out", top_k=9)
     assert not (tmp_path / "out").exists()
