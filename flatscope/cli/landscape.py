@@ -73,7 +73,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="points per axis (default 51 in 1-D, 21 in 2-D)",
     )
     grid.add_argument("--out", metavar="DIR", help="output directory (./<CKPT name>-landscape)")
-    add_analysis_options(parser)
+    add_analysis_options(parser, metrics=(), extra=("eig_tol",))
     parser.set_defaults(run=run)
 
 
