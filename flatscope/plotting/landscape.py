@@ -90,7 +90,7 @@ def _data_text(results: Sequence[LandscapeResult]) -> str:
             details.append(f"{meta['split']} split")
         if meta.get("num_samples") is not None:
             details.append(f"{meta['num_samples']} samples")
-        text = str(meta.get("data_spec") or "unnamed data")
+        text = str(meta.get("data_spec") or "not recorded")
         text += f" ({', '.join(details)})" if details else ""
         if text not in described:
             described.append(text)
@@ -99,7 +99,7 @@ def _data_text(results: Sequence[LandscapeResult]) -> str:
 
 def _short_name(name: str) -> str:
     """A checkpoint path as its last folder and file (``sgd-seed0/final.pt``)."""
-    return "/".join(PurePath(name).parts[-2:]) if ("/" in name or "\\" in name) else name
+    return "/".join(PurePath(name).parts[-2:])
 
 
 def interpolation_end_points(result: LandscapeResult) -> tuple[str, str] | None:
