@@ -14,7 +14,6 @@ from flatscope.plotting.report_figures import (
     FIGURE_FORMATS,
     density_figure,
     eigenvalue_figure,
-    render_report,
     save_figure,
     trace_figure,
 )
@@ -23,7 +22,6 @@ __all__ = [
     "FIGURE_FORMATS",
     "density_figure",
     "eigenvalue_figure",
-    "render_report",
     "save_figure",
     "trace_figure",
 ]
