@@ -17,16 +17,19 @@ from flatscope.errors import FlatscopeError
 from flatscope.linalg.trace import METHODS
 
 __all__ = [
-    "AnalysisError",
-    "AnalysisSettings",
+    "COMMON_SETTINGS",
     "DTYPES",
     "MAX_MATVECS",
     "TRACE_MIN_MATVECS",
+    "AnalysisError",
+    "AnalysisSettings",
     "check_device",
     "flag",
 ]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: Settings every analysis reads; the others belong to the metrics that read them.
+COMMON_SETTINGS = ("seed", "dtype", "device", "params")
 #: The fewest products each trace method accepts: Hutch++ splits its budget in thirds,
 #: NA-Hutch++ in sixths and thirds, XTrace in halves; a standard error needs two samples.
 TRACE_MIN_MATVECS = {"hutchinson": 2, "hutchpp": 4, "na_hutchpp": 6, "xtrace": 4}
