@@ -41,6 +41,7 @@ from flatscope.metrics import (
     metric_of,
     parse_metrics,
 )
+from flatscope.metrics.budget import check_problem_size
 from flatscope.metrics.settings import flag
 from flatscope.models.losses import LossFn, build_loss
 from flatscope.models.losses import loss_spec as canonical_loss_spec
@@ -151,7 +152,7 @@ def analyze(
             checkpoint (or weights), model, data, loss and settings; otherwise
             :class:`~flatscope.errors.ReportError`. Without it an old report is replaced.
         figures: with ``out``, render the figures of
-            :func:`flatscope.plotting.report_figures.render_report` after the metrics.
+            :func:`flatscope.app.plot.render_report` after the metrics.
         progress: draw progress bars on stderr (only when it is a terminal).
         checkpoint: the checkpoint the weights came from, recorded in the report; without it
             the report records the SHA-256 of the weights.
@@ -177,6 +178,7 @@ def analyze(
     loss_fn, loss_name = _loss(loss_fn, loss_spec)
     batches, data_info = _data_header(data, data_spec)
     operator = _operator(model, loss_fn, batches, config)
+    check_problem_size(config, entries, operator.shape[0], config.torch_dtype, operator.device)
     if config.device is None:
         config = dataclasses.replace(config, device=str(operator.device))
 

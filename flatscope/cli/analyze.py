@@ -10,6 +10,8 @@ read a checkpoint (model, data, loss) are shared with ``verify``, ``trajectory``
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ __all__ = [
     "checkpoint_inputs",
     "load_inputs",
     "run",
+    "writer_lock",
 ]
 
 
@@ -57,19 +60,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def add_analysis_options(parser: argparse.ArgumentParser) -> None:
+def add_analysis_options(
+    parser: argparse.ArgumentParser,
+    metrics: Iterable[str] | None = None,
+    extra: Iterable[str] = (),
+    defaults: Mapping[str, Any] | None = None,
+) -> None:
     """The options that say how to load and analyse a checkpoint: model, data, loss and the
-    estimator settings. Shared by ``analyze``, ``verify``, ``trajectory`` and ``landscape``."""
+    settings that ``metrics`` read (every metric's by default) and ``extra`` ones, with the
+    command's own ``defaults`` where they differ from the API's (see
+    :func:`analysis_settings`). Shared by ``analyze``, ``verify``, ``trajectory`` and
+    ``landscape``."""
     from flatscope.app.inputs import DEFAULT_SUBSET
     from flatscope.cli.options import add_settings_options
-    from flatscope.metrics import AnalysisSettings
+    from flatscope.metrics import REGISTRY, AnalysisSettings, settings_of
 
     source = parser.add_argument_group("model")
     source.add_argument(
         "--model",
         metavar="SPEC",
         help="NAME[:k=v,...] from the zoo (mlp, cnn, resnet18, resnet34, linear) or "
-        "package.module:factory[:k=v,...]; optional for checkpoints written by flatscope",
+        "module:factory[:k=v,...] (also package.module:..., path/file.py:...); optional for "
+        "checkpoints written by flatscope",
     )
     source.add_argument(
         "--checkpoint-key", metavar="KEY", help="the entry of a dict checkpoint holding the weights"
@@ -79,6 +91,13 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also read TorchScript archives and pickled modules (runs code from the file: "
         "only for files you trust)",
+    )
+    source.add_argument(
+        "--trust-specs",
+        action="store_true",
+        help="let the checkpoint's own model, data and loss specs import code "
+        "(module:factory); by default only zoo, data set and loss names are taken from a "
+        "file. Only for files you trust",
     )
     data = parser.add_argument_group("data and loss")
     data.add_argument(
@@ -102,16 +121,20 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
         "run trained with, else cross_entropy)",
     )
     estimators = parser.add_argument_group("estimators")
-    add_settings_options(estimators, AnalysisSettings)
+    chosen = settings_of(REGISTRY if metrics is None else metrics)
+    add_settings_options(estimators, AnalysisSettings, only={*chosen, *extra}, defaults=defaults)
     estimators.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def analysis_settings(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
-    """The analysis settings given on the command line, with ``overrides``, validated."""
+def analysis_settings(
+    args: argparse.Namespace, defaults: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The analysis settings given on the command line over the command's ``defaults``,
+    validated."""
     from flatscope.cli.options import given_settings
     from flatscope.metrics import AnalysisSettings
 
-    settings = {**given_settings(args, AnalysisSettings), **overrides}
+    settings = {**(defaults or {}), **given_settings(args, AnalysisSettings)}
     AnalysisSettings(**settings)
     return settings
 
@@ -122,6 +145,7 @@ def checkpoint_inputs(args: argparse.Namespace) -> dict[str, Any]:
     return {
         **{name: getattr(args, name) for name in names},
         "unsafe_pickle": args.unsafe_pickle,
+        "trust_specs": args.trust_specs,
     }
 
 
@@ -143,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     settings = analysis_settings(args)  # every bad option fails here, before any file is read
     metrics = parse_metrics(args.metrics)
     out = check_output_dir(args.out or f"{Path(args.checkpoint).stem}-analysis")
-    with process_group(settings.get("device")):
+    with process_group(settings.get("device")), writer_lock(out):
         report = analyze_checkpoint(
             args.checkpoint,
             metrics,
@@ -160,3 +184,12 @@ def run(args: argparse.Namespace) -> int:
         figures = "" if args.no_figures else f"; figures in {out}"
         print(f"report: {out / REPORT_NAME}{figures}")
     return 0
+
+
+def writer_lock(out: Path) -> contextlib.AbstractContextManager:
+    """The exclusive lock of the output folder, held by the process that writes it (rank 0
+    under ``torchrun``; the other ranks write nothing)."""
+    from flatscope.io.lock import output_lock
+    from flatscope.operators.distributed import get_rank
+
+    return output_lock(out) if get_rank() == 0 else contextlib.nullcontext(out)

@@ -17,6 +17,12 @@ from typing import Any
 
 __all__ = ["add_parser", "checkpoint_report", "is_report_file", "run"]
 
+#: The metrics verify computes for checkpoints (sharpness only with --sharpness).
+METRICS = ("trace", "eigenvalues", "sharpness")
+#: Where verify's settings differ from analyze's: the top eigenvalue of every checkpoint and
+#: the most negative one of the subject, which the negative-curvature criterion needs.
+SUBJECT_DEFAULTS = {"top_k": 1, "bottom_k": 1}
+
 HELP = "decide whether a checkpoint sits at a minimum flatter than reference checkpoints"
 
 EPILOG = """\
@@ -129,17 +135,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="also require lower average-case sharpness (analyses with --metrics sharpness)",
     )
     claims.add_argument("--json", action="store_true", help="print the verdict as JSON")
-    add_analysis_options(parser)
+    add_analysis_options(parser, metrics=METRICS, defaults=SUBJECT_DEFAULTS)
     parser.set_defaults(run=run)
 
 
-def _load(
-    args: argparse.Namespace, path: str, metrics: tuple[str, ...], settings: dict[str, Any]
-) -> dict[str, Any]:
+def _read_all(args: argparse.Namespace, paths: list[str]) -> dict[str, dict[str, Any]]:
+    """Every report's document, after checking that every checkpoint and its specs can be
+    read: a bad reference fails before the subject is analysed."""
+    from flatscope.app.inputs import check_checkpoint_inputs
+    from flatscope.cli.analyze import checkpoint_inputs
     from flatscope.io import Report
 
-    if is_report_file(path):
-        return Report.load(path).to_dict()
+    reports = {path: Report.load(path).to_dict() for path in paths if is_report_file(path)}
+    for path in paths:
+        if path not in reports:
+            check_checkpoint_inputs(path, **checkpoint_inputs(args))
+    return reports
+
+
+def _load(
+    args: argparse.Namespace,
+    path: str,
+    reports: dict[str, dict[str, Any]],
+    metrics: tuple[str, ...],
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    if path in reports:
+        return reports[path]
     return checkpoint_report(args, path, metrics, settings).to_dict()
 
 
@@ -153,13 +175,14 @@ def run(args: argparse.Namespace) -> int:
     from flatscope.metrics import VerifySettings
 
     VerifySettings(args.grad_tol, args.neg_tol, args.confidence, args.sharpness)
-    metrics = ("trace", "eigenvalues") + (("sharpness",) if args.sharpness else ())
-    given = analysis_settings(args)
-    top_k = given.get("top_k", 1)
-    subject_settings = {**given, "top_k": top_k, "bottom_k": given.get("bottom_k") or 1}
-    reference_settings = {**given, "top_k": top_k}
-    subject = _load(args, args.subject, metrics, subject_settings)
-    references = {path: _load(args, path, metrics, reference_settings) for path in args.reference}
+    metrics = METRICS[:2] + (("sharpness",) if args.sharpness else ())
+    subject_settings = analysis_settings(args, SUBJECT_DEFAULTS)
+    reference_settings = analysis_settings(args, {**SUBJECT_DEFAULTS, "bottom_k": 0})
+    reports = _read_all(args, [args.subject, *args.reference])
+    subject = _load(args, args.subject, reports, metrics, subject_settings)
+    references = {
+        path: _load(args, path, reports, metrics, reference_settings) for path in args.reference
+    }
     verdict = verify(
         subject,
         references,

@@ -336,7 +336,8 @@ def interpolation_direction(
             direction then moves each buffer that differs by ``alpha (end - start)`` too, so
             that BatchNorm running statistics go with the weights and the loss at ``alpha = 1``
             is the second model's own loss (with the first model's statistics it is not).
-        labels: names of the two end points, recorded for figures.
+        labels: names of the two end points (checkpoint paths, say), recorded as the
+            direction's ``start`` and ``end`` for figures.
     """
     if start.shape != end.shape:
         raise ValueError(
@@ -357,5 +358,5 @@ def interpolation_direction(
                 steps[name] = step
     info: dict[str, Any] = {"distance": float(vector.norm())}
     if labels is not None:
-        info["endpoints"] = list(labels)
+        info["start"], info["end"] = (str(label) for label in labels)
     return Direction(vector, "interpolation", info, steps)

@@ -154,7 +154,7 @@ def test_interpolation_moves_batchnorm_statistics_so_both_ends_are_the_checkpoin
     result = slice_1d(objective, line, steps=7, span=(-0.5, 1.0))
     np.testing.assert_allclose(result.loss[[2, 6]], own, rtol=1e-12)  # alpha = 0 and 1
     assert result.metadata["interpolated_buffers"] == ["bn.running_mean", "bn.running_var"]
-    assert result.metadata["directions"][0]["endpoints"] == ["a", "b"]
+    assert [result.metadata["directions"][0][key] for key in ("start", "end")] == ["a", "b"]
     # halfway, the statistics are the mean of the two checkpoints' (a module-level reference)
     halfway = copy.deepcopy(start_model)
     with torch.no_grad():
