@@ -3,6 +3,8 @@ holds the exact loss at the checkpoint, and bad input is a one-line error with e
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,7 @@ from flatscope.landscape import LandscapeResult
 from flatscope.models.losses import build_loss
 from flatscope.models.zoo import build_model
 from flatscope.operators.hessian import HessianOperator
-from flatscope.plotting.landscape import plot_slice_1d
+from flatscope.plotting.landscape import interpolation_end_points, plot_slice_1d
 
 MODEL = "mlp:hidden=8"
 BN_MODEL = "cnn:width=2"
@@ -185,13 +187,12 @@ def test_interpolation_with_batchnorm_ends_at_the_other_checkpoints_own_loss(fil
     assert value_at(result, 0.0) == pytest.approx(own[0], rel=1e-12)
     assert value_at(result, 1.0) == pytest.approx(own[1], rel=1e-12)
     assert result.metadata["bn_stats"] == "interpolate"
-    assert result.metadata["directions"][0]["endpoints"] == ["bn0", "bn5"]
-    marked = plot_slice_1d(result).axes[0]  # the figure marks and names both checkpoints
-    assert [t.get_text() for t in marked.texts] == ["bn0", "bn5"]
-    assert [tuple(t.xy) for t in marked.texts] == [
-        (0.0, pytest.approx(own[0])),
-        (1, pytest.approx(own[1])),
-    ]
+    line = result.metadata["directions"][0]
+    assert (line["start"], line["end"]) == tuple(paths)
+    # the figure names both checkpoints and marks them on the curve, at their own losses
+    assert interpolation_end_points(result) == tuple("/".join(Path(p).parts[-2:]) for p in paths)
+    dots = [l.get_xydata()[0] for l in plot_slice_1d(result).axes[0].lines if l.get_marker() == "o"]
+    np.testing.assert_allclose(dots, [[0.0, own[0]], [1.0, own[1]]], rtol=1e-12)
     argv += ["--resolution", "5", "--bn-stats", "recompute"]
     assert main([*argv, "--out", str(out), *FAST]) == 0
     recomputed = LandscapeResult.load_npz(out / "bn0-interp-1d.npz")
