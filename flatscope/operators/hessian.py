@@ -226,10 +226,11 @@ class HessianOperator(LinearOperator):
 
     # ----------------------------------------------------------------- products
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
+        P = V.T.contiguous()  # one probe per row: each column's work reads contiguous memory
         with self.objective.evaluating():
             if self.hvp_mode == "forward":
                 try:
-                    out = self._forward_sum(V)
+                    out = self._forward_sum(P)
                 except ForwardModeUnavailable as err:
                     warnings.warn(
                         f"{err}; computing Hessian products by double backward instead",
@@ -238,8 +239,8 @@ class HessianOperator(LinearOperator):
                     )
                     self.hvp_mode = "double_backward"
             if self.hvp_mode == "double_backward":
-                out = self._double_backward_sum(V)
-        return all_reduce_sum(out) / self.num_samples
+                out = self._double_backward_sum(P)
+        return (all_reduce_sum(out) / self.num_samples).T.contiguous()
 
     def chunk_size(self, k: int) -> int:
         """Columns per chunk in a product of ``k`` columns: ``probe_batch_size`` if given, all
@@ -268,17 +269,18 @@ class HessianOperator(LinearOperator):
         self._activation_bytes = saved.bytes
 
     # forward-over-reverse
-    def _forward_sum(self, V: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros_like(V)
+    def _forward_sum(self, P: torch.Tensor) -> torch.Tensor:
+        """``sum_b n_b H_b p`` for each row ``p`` of ``P``, forward-over-reverse."""
+        out = torch.zeros_like(P)
         for inputs, targets, n in self.objective.batches():
             self._measure_activations(inputs, targets)
-            chunk = self.chunk_size(V.shape[1])
-            for start in range(0, V.shape[1], chunk):
-                cols = slice(start, start + chunk)
-                out[:, cols] += self._forward_columns(inputs, targets, V[:, cols]) * n
+            chunk = self.chunk_size(P.shape[0])
+            for start in range(0, P.shape[0], chunk):
+                rows = slice(start, start + chunk)
+                out[rows].add_(self._forward_rows(inputs, targets, P[rows]), alpha=n)
         return out
 
-    def _forward_columns(self, inputs: Any, targets: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+    def _forward_rows(self, inputs: Any, targets: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
         def gradient(w: torch.Tensor) -> torch.Tensor:
             return grad(self.objective.batch_loss)(w, inputs, targets)
 
@@ -286,14 +288,12 @@ class HessianOperator(LinearOperator):
             return jvp(gradient, (self._weights,), (v,))[1]
 
         try:
-            if V.shape[1] == 1:
-                return hvp(V[:, 0])[:, None]
-            return vmap(hvp, in_dims=1, out_dims=1)(V)
+            return hvp(P[0])[None] if P.shape[0] == 1 else vmap(hvp)(P)
         except (RuntimeError, NotImplementedError) as err:
             # the same batch by double backward: if that fails too, the model is at fault and
             # its own error propagates
             graph = self._graph(inputs, targets, 0, kept=False)
-            torch.autograd.grad(graph.gradient, graph.weights, V[:, 0])
+            torch.autograd.grad(graph.gradient, graph.weights, P[0])
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err)
             raise ForwardModeUnavailable(
                 f"forward-over-reverse failed on this model ({first_line})"
@@ -342,25 +342,27 @@ class HessianOperator(LinearOperator):
             return self.graph_budget
         return int(GRAPH_BUDGET_SHARE * available_memory(self.device))
 
-    def _double_backward_sum(self, V: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros_like(V)
-        k = V.shape[1]
+    def _double_backward_sum(self, P: torch.Tensor) -> torch.Tensor:
+        """``sum_b n_b H_b p`` for each row ``p`` of ``P``, reverse-over-reverse."""
+        out = torch.zeros_like(P)
+        k = P.shape[0]
         for graph in self._graphs():
             chunk = self.chunk_size(k)
             for start in range(0, k, chunk):
-                cols = slice(start, start + chunk)
+                rows = slice(start, start + chunk)
                 retain = graph.kept or start + chunk < k
-                out[:, cols] += self._backward(graph, V[:, cols], retain) * graph.samples
+                self._add_backward(out[rows], graph, P[rows], retain)
         return out
 
-    def _backward(self, graph: _BatchGraph, V: torch.Tensor, retain: bool) -> torch.Tensor:
-        """``H_b V`` for the columns of ``V`` from the batch's first-order graph."""
-        g, w, k = graph.gradient, graph.weights, V.shape[1]
+    def _add_backward(
+        self, out: torch.Tensor, graph: _BatchGraph, P: torch.Tensor, retain: bool
+    ) -> None:
+        """``out += n_b H_b p`` for the rows ``p`` of ``P``, from the batch's first-order graph."""
+        g, w, k = graph.gradient, graph.weights, P.shape[0]
         if self.column_mode == "batched" and k > 1:
-            (HV,) = torch.autograd.grad(g, w, V.T, retain_graph=retain, is_grads_batched=True)
-            return HV.T
-        columns = [
-            torch.autograd.grad(g, w, V[:, j], retain_graph=retain or j < k - 1)[0]
-            for j in range(k)
-        ]
-        return torch.stack(columns, dim=1)
+            (HP,) = torch.autograd.grad(g, w, P, retain_graph=retain, is_grads_batched=True)
+            out.add_(HP, alpha=graph.samples)
+            return
+        for j in range(k):
+            (hp,) = torch.autograd.grad(g, w, P[j], retain_graph=retain or j < k - 1)
+            out[j].add_(hp, alpha=graph.samples)
