@@ -207,7 +207,8 @@ class HessianOperator(LinearOperator):
     @property
     def activation_bytes(self) -> int | None:
         """``A``, the bytes one batch's forward pass saves for the backward pass, measured on
-        the first product (``None`` before it); it sizes the chunks of the memory rule."""
+        the first product of the batched and forward modes (``None`` before it, and in the
+        loop mode, which needs no memory rule); it sizes their chunks."""
         return self._activation_bytes
 
     def flat_params(self) -> torch.Tensor:
@@ -320,7 +321,8 @@ class HessianOperator(LinearOperator):
         budget = self._budget() if keep else 0
         kept, used = [], 0
         for index, (inputs, targets, n) in enumerate(self.objective.batches()):
-            self._measure_activations(inputs, targets)
+            if self.column_mode == "batched":  # the loop needs no memory rule
+                self._measure_activations(inputs, targets)
             if not keep:
                 yield self._graph(inputs, targets, n, kept=False)
                 continue
