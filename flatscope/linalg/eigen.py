@@ -16,14 +16,12 @@ from flatscope.linalg._common import (
     probes,
     seeded_generator,
 )
+from flatscope.linalg._orthogonalize import DEPENDENT_COLUMN_RTOL, project_out
 from flatscope.operators.base import LinearOperator
 
 __all__ = ["EigenResult", "eigenvalues", "power_iteration"]
 
 WHICH = ("largest", "smallest")
-#: A new direction whose norm drops below this fraction of its product's norm after
-#: orthogonalization is numerically inside the current subspace (Krylov breakdown).
-_BREAKDOWN_RTOL = 1e-10
 
 
 @dataclass
@@ -67,8 +65,9 @@ def _orthonormal_block(
 ) -> torch.Tensor:
     """Orthonormalize the columns of ``W`` against ``V`` and each other (Gram-Schmidt twice).
 
-    A column that vanishes (the subspace is invariant) is replaced by a random direction, so
-    the search continues in the rest of the space. Returns at most ``d - V.shape[1]`` columns.
+    A column left with at most :data:`DEPENDENT_COLUMN_RTOL` of its norm lies in the current
+    subspace; it is replaced by a random direction, so the search continues in the rest of the
+    space. Returns at most ``d - V.shape[1]`` columns.
     """
     d = V.shape[0]
     basis = V
@@ -76,17 +75,13 @@ def _orthonormal_block(
     for w in W.mT:
         if basis.shape[1] == d:
             break
-        f = w
-        for _ in range(2):
-            f = f - basis @ (basis.mT @ f)
-        if float(f.norm()) <= _BREAKDOWN_RTOL * float(w.norm()):
-            f = probes(generator, d, 1, "gaussian", V.dtype, V.device)[:, 0]
-            for _ in range(2):
-                f = f - basis @ (basis.mT @ f)
+        f = project_out(w[:, None], basis)
+        if float(f.norm()) <= DEPENDENT_COLUMN_RTOL * float(w.norm()):
+            f = project_out(probes(generator, d, 1, "gaussian", V.dtype, V.device), basis)
         f = f / f.norm()
         new.append(f)
-        basis = torch.cat([basis, f[:, None]], dim=1)
-    return torch.stack(new, dim=1) if new else W[:, :0]
+        basis = torch.cat([basis, f], dim=1)
+    return torch.cat(new, dim=1) if new else W[:, :0]
 
 
 def _lanczos_eigenpairs(
@@ -268,7 +263,7 @@ def power_iteration(
         x = probes(generator, d, 1, "gaussian", op.dtype, op.device)[:, 0]
         previous, converged = None, False
         for _ in range(max_iter):
-            v = x - found @ (found.mT @ x)
+            v = project_out(x[:, None], found, passes=1)[:, 0]
             v = v / v.norm()
             w = op @ v
             value = float(v @ w)

@@ -29,6 +29,7 @@ from flatscope.linalg._common import (
     probes,
     seeded_generator,
 )
+from flatscope.linalg._orthogonalize import project_out
 from flatscope.operators.base import LinearOperator
 
 __all__ = ["TraceEstimate", "trace", "hutchinson", "hutchpp", "na_hutchpp", "xtrace", "METHODS"]
@@ -157,9 +158,8 @@ def hutchpp(
     G = probes(generator, d, g, probe, op.dtype, op.device)
     Q = torch.linalg.qr(apply(op, S, batch_size)).Q
     AQ = apply(op, Q, batch_size)
-    G_perp = G - Q @ (Q.mT @ G)
-    AG_perp = apply(op, G_perp, batch_size)
-    residual = AG_perp - Q @ (Q.mT @ AG_perp)
+    G_perp = project_out(G, Q, passes=1)
+    residual = project_out(apply(op, G_perp, batch_size), Q, passes=1)
     exact = _row_sums(_low_rank_part(Q, AQ)[:, None], op.blocks)[:, 0]
     return _result("hutchpp", op, start, _row_sums(G * residual, op.blocks), exact)
 

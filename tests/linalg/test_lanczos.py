@@ -83,7 +83,8 @@ def test_krylov_space_holds_exactly_the_distinct_eigenvalues(halves, seed):
     assert float((ritz[:, None] - values).abs().min(1).values.max()) <= 1e-10
     assert float((distinct[:, None] - ritz).abs().min(1).values.max()) <= 1e-10
     # A start vector has a component along each eigenspace, so the Krylov space has one
-    # dimension per distinct eigenvalue: it breaks down there, or (when rounding leaves a
-    # residual just above the breakdown threshold) fills the whole space.
-    assert result.num_matvecs == distinct.numel() or result.num_matvecs == len(halves)
+    # dimension per distinct eigenvalue: it breaks down there, or, when rounding leaves a
+    # residual just above the breakdown threshold, takes further steps whose vectors lie in
+    # the eigenspaces of repeated eigenvalues (their Ritz values are checked above).
+    assert distinct.numel() <= result.num_matvecs <= len(halves)
     assert result.breakdown == (result.num_matvecs < len(halves))
