@@ -362,10 +362,8 @@ def _run_eigenvalues(ctx: _Context, k: int, which: str) -> dict[str, Any]:
     k = min(k, ctx.operator.shape[0])
 
     def compute(op: LinearOperator) -> dict[str, Any]:
-        result = eigenvalues(
-            op, k, which, s.eig_tol, s.eig_max_matvecs, s.seed, block_size=k
-        ).to_dict()
-        return {**result, "tol": s.eig_tol, "block_size": k}
+        result = eigenvalues(op, k, which, s.eig_tol, s.eig_max_matvecs, s.seed).to_dict()
+        return {**result, "tol": s.eig_tol}
 
     return ctx.run(f"{which} eigenvalues", s.eig_max_matvecs, compute)
 

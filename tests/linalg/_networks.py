@@ -31,6 +31,29 @@ F64 = torch.float64
 
 
 @dataclass
+class TrainedNetwork:
+    """A trained network (float64, eval mode) and its analysis data.
+
+    Attributes:
+        name: ``model / optimizer``.
+        model: the network.
+        inputs, targets: the analysis samples (training images with the labels trained on).
+        loss_fn: the training loss.
+    """
+
+    name: str
+    model: torch.nn.Module
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    loss_fn: torch.nn.Module
+
+    def operator(self, dtype: torch.dtype = F64) -> HessianOperator:
+        """The Hessian of the mean loss over the analysis samples, matrix-free."""
+        data = [(self.inputs.to(dtype), self.targets)]
+        return HessianOperator(self.model, self.loss_fn, data, dtype=dtype)
+
+
+@dataclass
 class TrainedHessian:
     """A trained network's exact Hessian over its analysis data.
 
@@ -45,25 +68,32 @@ class TrainedHessian:
     blocks: dict[str, slice]
 
 
-def _dense_hessian(model: str, optimizer: str, epochs: int, samples: int, seed: int, vectorize):
+def trained_network(
+    model: str, optimizer: str = "sgd", *, epochs: int = 30, samples: int = 512, seed: int = 0
+) -> TrainedNetwork:
+    """Train ``model`` (a zoo spec) with ``optimizer`` by the demo protocol; keep ``samples``
+    training images with their noisy labels for the analysis."""
     config = demo_config(optimizer, seed, epochs, model=model)
     with tempfile.TemporaryDirectory() as out:
         run = train(config, out)
         labels = load_checkpoint(run.checkpoint).metadata["extra"]["train_labels"]
-    net = run.model.to(F64).eval()
     bundle = load_data(config.data, "train", labels=labels, subset=samples, seed=0)
     x, y = (torch.cat(t) for t in zip(*bundle.batches(), strict=True))
-    x = x.to(F64)
-    loss_fn = build_loss(config.loss)
+    net = run.model.to(F64).eval()
+    return TrainedNetwork(f"{model} / {optimizer}", net, x.to(F64), y, build_loss(config.loss))
+
+
+def _dense_hessian(network: TrainedNetwork, vectorize: bool) -> tuple[torch.Tensor, dict]:
+    net, x, y = network.model, network.inputs, network.targets
     params = {name: p.detach() for name, p in net.named_parameters()}
     flat = torch.cat([p.reshape(-1) for p in params.values()])
 
     def loss(w: torch.Tensor) -> torch.Tensor:
-        return loss_fn(functional_call(net, unflatten(w, params), (x,)), y)
+        return network.loss_fn(functional_call(net, unflatten(w, params), (x,)), y)
 
     H = hessian(loss, flat, vectorize=vectorize)
     H = (H + H.mT) / 2
-    operator = HessianOperator(net, loss_fn, [(x, y)], dtype=F64)
+    operator = network.operator()
     v = torch.randn(flat.numel(), generator=torch.Generator().manual_seed(0), dtype=F64)
     mismatch = float((operator @ v - H @ v).norm() / (H @ v).norm())
     if mismatch > 1e-10:
@@ -95,7 +125,8 @@ def trained_hessian(
         stored = torch.load(path, weights_only=True)
         blocks = {block: slice(a, b) for block, (a, b) in stored["blocks"].items()}
         return TrainedHessian(name, stored["matrix"], blocks)
-    H, blocks = _dense_hessian(model, optimizer, epochs, samples, seed, vectorize)
+    network = trained_network(model, optimizer, epochs=epochs, samples=samples, seed=seed)
+    H, blocks = _dense_hessian(network, vectorize)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         spans = {block: (s.start, s.stop) for block, s in blocks.items()}
