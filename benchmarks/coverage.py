@@ -11,6 +11,10 @@ trainer by the demo's protocol (digits, 40% symmetric label noise; see
 - with ``--large``, the demo's network ``cnn:width=8`` trained with SGD (6,274 parameters,
   256 samples; its dense Hessian takes about ten minutes on one core and is cached).
 
+Rows: the four trace estimators at their defaults, ``deflated`` (the top-5 eigen solve at tol
+1e-3 grown to half the budget, then Hutchinson on the deflated rest: ``trace(..., deflate=)``),
+and the diagonal estimator (per entry).
+
 Columns: ``cover`` is the fraction of seeds whose interval holds the truth (with 100 seeds its
 binomial standard deviation at a true 95% is 2.2%; cells below 90% are marked ``<``);
 ``err/se`` is the root mean square error over the root mean square stated standard error (1 for
@@ -74,12 +78,20 @@ def _cell(errors: torch.Tensor, stderrs: torch.Tensor) -> str:
     return f"{mark}{covered:5.1%} {ratio:6.2f}"
 
 
+def _deflated(H: torch.Tensor, budget: int, seed: int) -> la.TraceEstimate:
+    """Top-5 eigenvalues (tol 1e-3) from half the budget, Hutchinson on the deflated rest."""
+    pairs = la.eigenvalues(H, 5, tol=1e-3, seed=seed, min_subspace=budget // 2)
+    rest = max(budget - pairs.num_matvecs, 2)
+    return la.trace(H, "hutchinson", rest, seed, deflate=pairs)
+
+
 def estimators() -> dict[str, Callable]:
     """The rows of the table: name -> ``f(H, budget, seed)`` returning a trace estimate."""
-    return {
+    rows = {
         method: (lambda H, m, seed, method=method: la.trace(H, method, m, seed))
         for method in ("hutchinson", "hutchpp", "na_hutchpp", "xtrace")
     }
+    return {**rows, "deflated": _deflated}
 
 
 def coverage_table(name: str, H: torch.Tensor, budgets: tuple[int, ...], seeds: int) -> None:

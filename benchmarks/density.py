@@ -14,8 +14,11 @@ recurrence (``reorthogonalize=False``). This benchmark measures both, side by si
    a network-like spectrum (10 outliers from 5 to 80, a power-law tail, a bulk near zero with
    negative eigenvalues), probed with Gaussian vectors: their distribution is rotation
    invariant, so the quadrature measures are distributed as for any matrix with that spectrum.
-   ``w1 diff`` is the mean over seeds of ``|W1(full) - W1(none)|`` on the same probes: the effect
-   of reorthogonalization alone, next to the probes' own error.
+   Variants: ``full`` (every step orthogonalized twice against all previous vectors, float64),
+   ``full float32`` (the same with the recurrence and basis in float32: half the memory and
+   traffic) and ``none`` (the three-term recurrence, float64). ``w1 diff`` is the mean over
+   seeds of ``|W1(full) - W1(none)|`` on the same probes: the effect of reorthogonalization
+   alone, next to the probes' own error.
 2. Cost at the size of the zoo's ``cnn:width=39`` (139,357 parameters, the zoo CNN closest to
    the 137k of issue 18; ``cnn:width=8`` has 6,274): the linear algebra of a density run on a
    diagonal operator of that size (its products cost next to nothing; time outside the
@@ -48,7 +51,8 @@ from flatscope.operators import DenseOperator, HessianOperator, LinearOperator  
 from tests.linalg._networks import trained_hessian  # noqa: E402
 
 F64 = torch.float64
-VARIANTS = {"full": True, "none": False}
+#: name -> (reorthogonalize, dtype of the recurrence and basis)
+VARIANTS = {"full": (True, F64), "full float32": (True, torch.float32), "none": (False, F64)}
 
 
 class _Diagonal(LinearOperator):
@@ -84,16 +88,17 @@ def _network_like(d: int) -> torch.Tensor:
     return torch.cat([outliers.to(F64), tail, bulk]).sort().values
 
 
-def _slq_measure(op: LinearOperator, steps: int, num: int, seed: int, probe: str, full: bool):
-    """SLQ's quadrature measure (nodes, weights summing to one) with or without
-    reorthogonalization, through ``lanczos_batched`` (the same chains as ``spectral_density``)."""
+def _slq_measure(op: LinearOperator, steps: int, num: int, seed: int, probe: str, variant: str):
+    """SLQ's quadrature measure (nodes, weights summing to one) for one of :data:`VARIANTS`,
+    through ``lanczos_batched`` (the same chains as ``spectral_density``)."""
+    full, dtype = VARIANTS[variant]
     V0 = draw_probes(seeded_generator(seed), op.shape[0], num, probe, F64, op.device)
-    chains = la.lanczos_batched(op, steps, V0 / V0.norm(dim=0), dtype=F64, reorthogonalize=full)
+    chains = la.lanczos_batched(op, steps, V0 / V0.norm(dim=0), dtype=dtype, reorthogonalize=full)
     nodes, weights = [], []
     for chain in chains:
         theta, S = chain.ritz()
-        nodes.append(theta)
-        weights.append(S[0].square() / num)
+        nodes.append(theta.to(F64))
+        weights.append(S[0].to(F64).square() / num)
     return torch.cat(nodes).cpu(), torch.cat(weights).cpu()
 
 
@@ -127,8 +132,8 @@ def accuracy_table(name: str, op: LinearOperator, exact: torch.Tensor, args, pro
     width = 0.01 * float(exact.max() - exact.min())
     rows = {label: ([], []) for label in VARIANTS}
     for seed in range(args.seeds):
-        for label, full in VARIANTS.items():
-            nodes, weights = _slq_measure(op, args.steps, args.probes, seed, probe, full)
+        for label in VARIANTS:
+            nodes, weights = _slq_measure(op, args.steps, args.probes, seed, probe, label)
             rows[label][0].append(_wasserstein1(nodes, weights, exact))
             rows[label][1].append(_smoothed_l1(nodes, weights, exact, width))
     scale = float(exact.abs().mean())
@@ -171,10 +176,10 @@ def cost_table(cnn: HessianOperator, args) -> None:
     diagonal = _Diagonal(_network_like(d).to(torch.float32))
     shares = {}
     print(f"{'reorthogonalization':<22}{'algebra s':>12}{'products s':>12}{'share':>9}")
-    for label, full in VARIANTS.items():
+    for label in VARIANTS:
         timed = _Timed(diagonal)
         start = time.perf_counter()
-        _slq_measure(timed, args.steps, args.probes, 0, "rademacher", full)
+        _slq_measure(timed, args.steps, args.probes, 0, "rademacher", label)
         algebra = time.perf_counter() - start - timed.seconds
         products = args.steps * product
         shares[label] = algebra / (algebra + products)
