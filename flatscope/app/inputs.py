@@ -9,13 +9,14 @@ so the Hessian is the one of the objective that was minimised.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
-from flatscope.data.datasets import DataBundle, load_data
+from flatscope.data.datasets import DataBundle, LabelNoise, load_data
 from flatscope.errors import CheckpointError, FlatscopeError
 from flatscope.io.checkpoint import LoadedCheckpoint, apply_state_dict, load_checkpoint
 from flatscope.models.zoo import build_model, model_spec
@@ -136,6 +137,8 @@ def load_checkpoint_inputs(
         batch_size=batch_size,
         labels=labels,
     )
+    if labels is not None and extra.get("label_noise"):  # the noise that made those labels
+        bundle = dataclasses.replace(bundle, label_noise=LabelNoise.parse(extra["label_noise"]))
     size = _subset_size(subset, len(bundle))
     bundle = bundle if size is None else bundle.subset(size)
     trained_loss = loss or extra.get("loss") or "cross_entropy"

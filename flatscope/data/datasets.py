@@ -182,6 +182,7 @@ class DataBundle:
         batch_size: default batch size of :meth:`loader`.
         seed: seed of the subset, label noise and shuffling streams.
         indices: positions of the samples in the whole split after :meth:`subset`, else None.
+        split_size: the number of samples of the whole split after :meth:`subset`, else None.
         clean_labels: the split's labels before label noise or replaced labels, else None.
         label_noise: the synthetic noise applied, if any.
         collate_fn: collate function of a user factory's DataLoader, if any.
@@ -198,6 +199,7 @@ class DataBundle:
     clean_labels: torch.Tensor | None = None
     label_noise: LabelNoise | None = None
     collate_fn: Callable | None = None
+    split_size: int | None = None
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -311,6 +313,7 @@ class DataBundle:
             self,
             dataset=dataset,
             indices=index if self.indices is None else self.indices[index],
+            split_size=len(self) if self.indices is None else self.split_size,
             clean_labels=None if self.clean_labels is None else self.clean_labels[index],
         )
 
