@@ -19,6 +19,18 @@ final accuracy         a run directory's last ``metrics.jsonl`` record (train/va
 trace[block]           per-parameter-tensor traces (markdown only: they can be many)
 =====================  ====================================================================
 
+scaled trace, normalized trace, scaled top eigenvalue and adaptive sharpness are the
+scale-invariant measures of :mod:`flatscope.metrics.scaled_trace` and its siblings. Every ± is
+the estimator's error for one checkpoint: it says nothing about the spread between training
+runs. For that compare groups of runs, one per seed (``groups=``, ``flatscope compare --group``;
+:mod:`flatscope.app.groups`), which gives per-seed values, ratios of means with intervals over
+seeds and Welch's test (:mod:`flatscope.app.seed_statistics`).
+
+``matched_loss`` adds the rows of each run at a common training loss (``"auto"`` or a level):
+each run's checkpoint, or the interpolation between two checkpoints, where the exact loss of
+its checkpoint analyses first reaches the level (:mod:`flatscope.app.matched_loss`; a run needs
+``flatscope train --checkpoint-every N`` and ``flatscope trajectory RUN --every 1``).
+
 A run directory (``config.json``, ``metrics.jsonl``, ``final.pt`` as
 :func:`flatscope.training.trainer.train` writes it) contributes the report of its final
 checkpoint, looked up in :data:`RUN_REPORTS` order: ``RUN_DIR/analysis/report.json`` (what
@@ -36,8 +48,15 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from flatscope.app.matched_loss import (
+    MatchedPoint,
+    common_level,
+    loss_path,
+    match_level,
+    matched_rows,
+)
 from flatscope.errors import FlatscopeError, ReportError, preview
 from flatscope.io.atomic import atomic_write
 from flatscope.io.output import make_output_dir
@@ -46,13 +65,21 @@ from flatscope.io.run_folder import REPORT_NAME, RUN_REPORTS, is_run_folder, rea
 from flatscope.io.tables import as_number, format_number, format_table
 from flatscope.metrics import Cell, metric_of, ordered_entries
 
+if TYPE_CHECKING:
+    from flatscope.app.groups import GroupComparison
+
 __all__ = [
     "Comparison",
     "Entry",
+    "MatchedLoss",
     "compare",
     "find_report",
     "landscape_slices",
     "load_entry",
+    "load_entries",
+    "lookup",
+    "match_runs",
+    "provenance_notes",
     "metric_rows",
     "write_comparison",
 ]
@@ -178,6 +205,85 @@ def _unique(labels: list[str]) -> list[str]:
     return out
 
 
+# ------------------------------------------------------------------- matched loss
+
+
+@dataclass
+class MatchedLoss:
+    """Runs at a common training loss (:mod:`flatscope.app.matched_loss`).
+
+    Attributes:
+        level: the loss level.
+        chosen: how the level was chosen (given, or the lowest loss every run reaches).
+        points: each run's point at the level, or why it has none, by label.
+    """
+
+    level: float
+    chosen: str
+    points: dict[str, MatchedPoint | str]
+
+    def rows(self, label: str) -> dict[str, Cell]:
+        """The run's rows at the level (none when it has no point)."""
+        point = self.points.get(label)
+        return matched_rows(point) if isinstance(point, MatchedPoint) else {}
+
+    def notes(self) -> list[str]:
+        """The level, which loss it is, and where each run meets it."""
+        lines = [
+            f"matched loss {self.level:.4g} ({self.chosen}): the exact mean loss of each "
+            "checkpoint's analysis (analysed samples, the labels trained on, eval mode), not "
+            "metrics.jsonl's running train_loss (fSGLD's is taken at perturbed weights)"
+        ]
+        for label, point in self.points.items():
+            where = point.describe() if isinstance(point, MatchedPoint) else f"no point: {point}"
+            lines.append(f"at loss {self.level:.4g}, {label}: {where}")
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "chosen": self.chosen,
+            "points": {
+                label: p.to_dict() if isinstance(p, MatchedPoint) else {"missing": p}
+                for label, p in self.points.items()
+            },
+        }
+
+
+def match_runs(entries: Sequence[Entry], level: float | str = "auto") -> MatchedLoss:
+    """Each run of ``entries`` at a common loss ``level`` (a number, or ``"auto"``: the lowest
+    loss every run reaches); see :mod:`flatscope.app.matched_loss`.
+
+    Raises:
+        FlatscopeError: an entry is not a run folder, a run lacks checkpoint analyses, or a bad
+            level.
+    """
+    paths = {}
+    for entry in entries:
+        if entry.run_dir is None:
+            raise FlatscopeError(
+                f"{entry.label}: matched-loss comparison needs run directories (with "
+                "checkpoints and their trajectory reports), not reports"
+            )
+        paths[entry.label] = loss_path(entry.run_dir)
+    if level == "auto":
+        value, chosen = common_level(paths), "auto: the lowest loss every run reaches"
+    else:
+        value = as_number(level) if not isinstance(level, str) else _parse_level(level)
+        if value is None:
+            raise FlatscopeError(f"--matched-loss must be auto or a finite number, got {level!r}")
+        chosen = "given"
+    points = {label: match_level(path, value) for label, path in paths.items()}
+    return MatchedLoss(value, chosen, points)
+
+
+def _parse_level(text: str) -> float | None:
+    try:
+        return as_number(float(text))
+    except ValueError:
+        return None
+
+
 # ------------------------------------------------------------------------ comparison
 
 
@@ -190,12 +296,14 @@ class Comparison:
         rows: ``(row name, one cell per entry)`` for every row all entries share.
         block_rows: the same for the per-block traces.
         notes: rows left out because some report lacks them, and inputs that differ.
+        matched: the runs at a common training loss, when asked for.
     """
 
     entries: list[Entry]
     rows: list[tuple[str, list[Cell]]]
     block_rows: list[tuple[str, list[Cell]]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    matched: MatchedLoss | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -234,14 +342,17 @@ class Comparison:
                 "sources": {e.label: None if e.path is None else str(e.path) for e in self.entries},
                 "rows": cells(self.rows),
                 "per_block_trace": cells(self.block_rows),
+                "matched_loss": None if self.matched is None else self.matched.to_dict(),
                 "notes": self.notes,
             }
         )
 
 
 ERROR_NOTE = (
-    "± is a standard error for estimates (trace, sharpness) and a residual-norm bound for "
-    "eigenvalues; loss, gradient norm and accuracies are exact."
+    "± is a standard error for estimates (trace, scaled traces, sharpness) and a residual-norm "
+    "bound for eigenvalues; loss, gradient norm and accuracies are exact. Each ± covers one "
+    "checkpoint's estimator noise only, not the spread between training runs: compare groups "
+    "of seeds (--group) for that."
 )
 
 
@@ -262,38 +373,50 @@ def _shared(
     return shared
 
 
-def _input_notes(entries: list[Entry]) -> list[str]:
+#: Header fields whose differences a comparison notes: ``(keys, what a difference means)``.
+_PROVENANCE = (
+    (("data", "spec"), "different data"),
+    (("data", "split"), "different splits"),
+    (("data", "num_samples"), "different numbers of samples"),
+    (("data", "label_noise"), "different label noise"),
+    (("data", "labels_sha256"), "different labels"),
+    (("data", "indices_sha256"), "different samples"),
+    (("loss",), "different losses"),
+    (("settings", "params"), "different parameters"),
+)
+
+
+def lookup(document: Mapping[str, Any], keys: Sequence[str]) -> Any:
+    """``document[k1][k2]...``, ``None`` where a level is missing."""
+    value: Any = document
+    for key in keys:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
+
+
+def provenance_notes(documents: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One note per header field on which the labelled reports differ, saying what it means
+    (different data, labels, samples, loss ...): their numbers describe different objectives."""
     notes = []
-    for keys in (("data", "spec"), ("data", "num_samples"), ("loss",), ("settings", "params")):
-        values = []
-        for entry in entries:
-            value: Any = entry.document
-            for key in keys:
-                value = value.get(key) if isinstance(value, Mapping) else None
-            values.append(value)
-        if any(value != values[0] for value in values):
-            listed = ", ".join(f"{e.label}: {v!r}" for e, v in zip(entries, values, strict=True))
-            notes.append(f"{'.'.join(keys)} differs ({listed})")
+    for keys, meaning in _PROVENANCE:
+        values = {label: lookup(document, keys) for label, document in documents.items()}
+        if len({repr(value) for value in values.values()}) > 1:
+            listed = ", ".join(f"{label}: {value!r}" for label, value in values.items())
+            notes.append(f"{'.'.join(keys)} differs ({listed}): {meaning}")
     return notes
 
 
-def compare(
+def load_entries(
     inputs: Sequence[str | os.PathLike | Report | Mapping[str, Any]],
     labels: Sequence[str] | None = None,
-) -> Comparison:
-    """Line up the shared metrics of several reports (module docs).
-
-    Args:
-        inputs: report files, directories holding ``report.json``, run directories, or
-            in-memory reports (:class:`~flatscope.io.report.Report` or their ``to_dict()``).
-        labels: column titles (default: see :func:`load_entry`; ``report i`` in memory).
+) -> list[Entry]:
+    """An :class:`Entry` per input (paths as :func:`load_entry` reads them, or in-memory
+    reports), with labels made unique.
 
     Raises:
-        ReportError: an input is not a readable report (one line naming it).
-        FlatscopeError: fewer than two inputs. ValueError: ``labels`` of another length.
+        ReportError: an input is not a readable report. ValueError: ``labels`` of another
+            length. TypeError: an input is neither a path nor a report.
     """
-    if len(inputs) < 2:
-        raise FlatscopeError(f"compare needs at least two reports, got {len(inputs)}")
     if labels is not None and len(labels) != len(inputs):
         raise ValueError(f"got {len(labels)} labels for {len(inputs)} inputs")
     entries = []
@@ -309,11 +432,58 @@ def compare(
             raise TypeError(f"input {index + 1} is not a report or a path: {item!r:.80}")
     for entry, label in zip(entries, _unique([e.label for e in entries]), strict=True):
         entry.label = label
+    return entries
+
+
+def compare(
+    inputs: Sequence[str | os.PathLike | Report | Mapping[str, Any]] = (),
+    labels: Sequence[str] | None = None,
+    *,
+    groups: Mapping[str, Any] | None = None,
+    matched_loss: float | str | None = None,
+    confidence: float = 0.95,
+    force: bool = False,
+) -> Comparison | GroupComparison:
+    """Line up the shared metrics of several reports (module docs), or compare groups of runs.
+
+    Args:
+        inputs: report files, directories holding ``report.json``, run directories, or
+            in-memory reports (:class:`~flatscope.io.report.Report` or their ``to_dict()``).
+        labels: column titles (default: see :func:`load_entry`; ``report i`` in memory).
+        groups: instead of ``inputs``, ``{name: runs}`` with runs a path, a glob or a list of
+            them (or of in-memory reports), one run per seed: returns the optimizer-level
+            :class:`~flatscope.app.groups.GroupComparison` of every pair of groups.
+        matched_loss: also compare the runs at a common training loss: ``"auto"`` or a
+            level (:func:`match_runs`).
+        confidence: with ``groups``, the level of the intervals and tests over seeds.
+        force: with ``groups``, give verdicts even across groups analysed on different data.
+
+    Raises:
+        ReportError: an input is not a readable report (one line naming it).
+        FlatscopeError: fewer than two inputs or groups, a run without the reports that
+            matched loss needs. ValueError: ``labels`` of another length.
+    """
+    if groups is not None:
+        from flatscope.app.groups import compare_groups
+
+        if inputs:
+            raise FlatscopeError("give reports to compare or groups of runs, not both")
+        return compare_groups(groups, matched_loss, confidence=confidence, force=force)
+    if len(inputs) < 2:
+        raise FlatscopeError(f"compare needs at least two reports, got {len(inputs)}")
+    entries = load_entries(inputs, labels)
     labels_now = [entry.label for entry in entries]
-    notes = _input_notes(entries)
-    rows = _shared([entry.rows() for entry in entries], labels_now, notes)
+    notes = provenance_notes({entry.label: entry.document for entry in entries})
+    matched = None if matched_loss is None else match_runs(entries, matched_loss)
+    per_entry = [
+        {**entry.rows(), **({} if matched is None else matched.rows(entry.label))}
+        for entry in entries
+    ]
+    rows = _shared(per_entry, labels_now, notes)
     block_rows = _shared([_block_rows(entry.metrics) for entry in entries], labels_now, [])
-    return Comparison(entries, rows, block_rows, notes)
+    if matched is not None:
+        notes += matched.notes()
+    return Comparison(entries, rows, block_rows, notes, matched)
 
 
 def landscape_slices(entry: Entry) -> list[Any]:
@@ -334,8 +504,11 @@ def landscape_slices(entry: Entry) -> list[Any]:
     return found
 
 
-def write_comparison(comparison: Comparison, out: str | os.PathLike) -> list[Path]:
-    """Write ``comparison.md``, ``comparison.json`` and the figures into ``out``.
+def write_comparison(
+    comparison: Comparison | GroupComparison, out: str | os.PathLike
+) -> list[Path]:
+    """Write ``comparison.md``, ``comparison.json`` and the figures (of every compared run)
+    into ``out``.
 
     Raises:
         OutputError: ``out`` cannot be written.
