@@ -34,13 +34,11 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from flatscope.io.tables import as_number, format_number
 from flatscope.landscape.sharpness import average_sharpness, worst_case_sharpness
-from flatscope.metrics.base import AnalysisContext, Cell, Metric, VerifySettings
-from flatscope.metrics.criteria import Criterion, estimate_of
-from flatscope.metrics.scaled_trace import scaled_trace_of
-from flatscope.metrics.settings import AnalysisSettings
-from flatscope.metrics.sharpness import SHARPNESS_SAMPLES, SHARPNESS_STEPS, compare_sharpness
+from flatscope.metrics.base import AnalysisContext, Cell, VerifySettings
+from flatscope.metrics.criteria import Criterion
+from flatscope.metrics.scaled_trace import METRIC as SCALED_TRACE
+from flatscope.metrics.sharpness import SHARPNESS_SAMPLES, SHARPNESS_STEPS, SharpnessMetric
 from flatscope.progress import Progress
 
 __all__ = ["AdaptiveSharpnessMetric"]
@@ -54,35 +52,33 @@ def _second_order(sigma: float, scaled: Mapping[str, Any]) -> dict[str, Any]:
         "second_order": factor * scaled["value"],
         "second_order_stderr": factor * scaled["stderr"],
         "second_order_per_block": {
-            name: [factor * v, factor * s] for name, (v, s) in blocks.items()
+            name: [factor * v, factor * e] for name, (v, e) in blocks.items()
         },
         "trace_method": scaled["method"],
         "trace_num_matvecs": scaled["num_matvecs"],
     }
 
 
-class AdaptiveSharpnessMetric(Metric):
+class AdaptiveSharpnessMetric(SharpnessMetric):
     """``adaptive_sharpness``: ``{"average": {..., "second_order_per_block"}, "worst_case"}``
     (the fields of :class:`~flatscope.landscape.sharpness.AverageSharpness` and
-    :class:`~flatscope.landscape.sharpness.WorstCaseSharpness`, ``adaptive`` true)."""
+    :class:`~flatscope.landscape.sharpness.WorstCaseSharpness`, ``adaptive`` true); shown as
+    :class:`~flatscope.metrics.sharpness.SharpnessMetric` shows its entry, marked adaptive."""
 
     name = "adaptive_sharpness"
     entries = ("adaptive_sharpness",)
     help = "adaptive (|w|-relative) average-case and worst-case sharpness"
     order = 55
 
-    def budget(self, entry: str, settings: AnalysisSettings) -> int:
-        return settings.num_matvecs
-
     def compute(self, entry: str, context: AnalysisContext) -> dict[str, Any]:
         s = context.settings
-        scaled = scaled_trace_of(context)
+        scaled = SCALED_TRACE.compute(SCALED_TRACE.entries[0], context)
         common = {"seed": s.seed, "params": s.params, "device": s.device, "dtype": s.torch_dtype}
-        batches = context.batches
+        model, loss_fn, batches = context.model, context.loss_fn, context.batches
         with Progress("adaptive sharpness", None, unit="", enabled=context.progress):
             average = average_sharpness(
-                context.model,
-                context.loss_fn,
+                model,
+                loss_fn,
                 batches,
                 s.adaptive_sigma,
                 num_samples=SHARPNESS_SAMPLES,
@@ -91,8 +87,8 @@ class AdaptiveSharpnessMetric(Metric):
                 **common,
             )
             worst = worst_case_sharpness(
-                context.model,
-                context.loss_fn,
+                model,
+                loss_fn,
                 batches,
                 s.adaptive_rho,
                 adaptive=True,
@@ -103,33 +99,11 @@ class AdaptiveSharpnessMetric(Metric):
         return {"average": {**average.to_dict(), **second}, "worst_case": worst.to_dict()}
 
     def describe(self, entry: str, value: Any) -> str:
-        average, worst = value["average"], value["worst_case"]
-        mean = format_number(as_number(average["value"]), as_number(average["stderr"]))
-        second = format_number(as_number(average["second_order"]))
-        return (
-            f"avg {mean} (sigma {format_number(average['sigma'])} |w|, 2nd order {second}); "
-            f"worst {format_number(as_number(worst['value']))} (rho {format_number(worst['rho'])})"
-        )
-
-    def products(self, entry: str, value: Any) -> int | None:
-        return value["average"]["trace_num_matvecs"]
+        return "adaptive " + super().describe(entry, value)
 
     def rows(self, entry: str, value: Any) -> dict[str, Cell]:
-        average, worst = value.get("average") or {}, value.get("worst_case") or {}
-        rows: dict[str, Cell] = {}
-        if average:
-            sigma = f"sigma={average.get('sigma')}"
-            rows[f"adaptive avg sharpness ({sigma})"] = estimate_of(average)
-            rows[f"(sigma^2/2) tr(DHD) ({sigma})"] = (
-                as_number(average.get("second_order")),
-                as_number(average.get("second_order_stderr")),
-            )
-        if worst:
-            rows[f"adaptive worst-case sharpness (rho={worst.get('rho')})"] = (
-                as_number(worst.get("value")),
-                None,
-            )
-        return rows
+        rows = super().rows(entry, value).items()
+        return {"adaptive " + name.replace("tr H", "tr(DHD)"): cell for name, cell in rows}
 
     def flatter_criteria(
         self,
@@ -138,17 +112,17 @@ class AdaptiveSharpnessMetric(Metric):
         label: str,
         settings: VerifySettings,
     ) -> list[Criterion]:
-        if not settings.sharpness:
-            return []
-        criterion = compare_sharpness(
-            {"sharpness": metrics.get(self.name)},
-            {"sharpness": reference.get(self.name)},
-            label,
-            settings.confidence,
-        )
-        detail = criterion.detail.replace("--metrics ...,sharpness", f"--metrics ...,{self.name}")
-        detail = detail.replace("--sharpness-sigma", "--adaptive-sigma")
-        return [dataclasses.replace(criterion, name=self.name, detail=detail)]
+        mine, theirs = ({"sharpness": d.get(self.name)} for d in (metrics, reference))
+        return [
+            dataclasses.replace(
+                criterion,
+                name=self.name,
+                detail=criterion.detail.replace("sharpness-sigma", "adaptive-sigma").replace(
+                    "...,sharpness", f"...,{self.name}"
+                ),
+            )
+            for criterion in super().flatter_criteria(mine, theirs, label, settings)
+        ]
 
 
 METRIC = AdaptiveSharpnessMetric()

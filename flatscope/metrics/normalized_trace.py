@@ -25,15 +25,11 @@ default: ``scaled_trace`` is invariant to more; ask with ``--metrics ...,normali
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import torch
 
-from flatscope.io.tables import as_number, format_number
-from flatscope.metrics.base import AnalysisContext, Cell, Metric, VerifySettings
-from flatscope.metrics.criteria import Criterion, estimate_of
-from flatscope.metrics.scaled_trace import block_rows_of, compare_estimates, scaled_trace
-from flatscope.metrics.settings import AnalysisSettings
+from flatscope.metrics.base import AnalysisContext
+from flatscope.metrics.scaled_trace import ScaledTraceMetric
 
 __all__ = ["NormalizedTraceMetric", "block_norm_scale"]
 
@@ -46,42 +42,20 @@ def block_norm_scale(weights: torch.Tensor, blocks: Mapping[str, slice]) -> torc
     return scale
 
 
-class NormalizedTraceMetric(Metric):
+class NormalizedTraceMetric(ScaledTraceMetric):
     """``normalized_trace``: ``{"value", "stderr", "method", "num_matvecs", "per_block"}``."""
 
     name = "normalized_trace"
     entries = ("normalized_trace",)
     help = "per-layer normalised trace sum_b ||w_b||^2 tr H_bb: invariant to layer rescalings"
     order = 14
+    default = False
+    title, formula = "normalized trace", "sum_b ||w_b||^2 tr H_bb"
+    always_claimed = False
 
-    def budget(self, entry: str, settings: AnalysisSettings) -> int:
-        return settings.num_matvecs
-
-    def compute(self, entry: str, context: AnalysisContext) -> dict[str, Any]:
-        s = context.settings
-        scale = block_norm_scale(context.operator.flat_params(), context.operator.blocks)
-        return context.run(entry, s.num_matvecs, lambda op: scaled_trace(op, scale, s))
-
-    def describe(self, entry: str, value: Any) -> str:
-        number = format_number(as_number(value["value"]), as_number(value["stderr"]))
-        return f"{number}  (sum_b ||w_b||^2 tr H_bb; {value['method']})"
-
-    def rows(self, entry: str, value: Any) -> dict[str, Cell]:
-        return {"normalized trace": estimate_of(value)}
-
-    def block_rows(self, entry: str, value: Any) -> dict[str, Cell]:
-        return block_rows_of(value, "normalized trace")
-
-    def flatter_criteria(
-        self,
-        metrics: Mapping[str, Any],
-        reference: Mapping[str, Any],
-        label: str,
-        settings: VerifySettings,
-    ) -> list[Criterion]:
-        if self.name not in metrics and self.name not in reference:
-            return []
-        return [compare_estimates(self.name, metrics, reference, label, settings.confidence)]
+    def scale(self, context: AnalysisContext) -> torch.Tensor:
+        """``||w_b||`` on every coordinate of block ``b``."""
+        return block_norm_scale(context.operator.flat_params(), context.operator.blocks)
 
 
 METRIC = NormalizedTraceMetric()

@@ -47,13 +47,7 @@ from flatscope.metrics.settings import AnalysisSettings
 from flatscope.operators.base import LinearOperator
 from flatscope.operators.scaled import DiagonallyScaled
 
-__all__ = [
-    "ScaledTraceMetric",
-    "block_rows_of",
-    "compare_estimates",
-    "scaled_trace",
-    "scaled_trace_of",
-]
+__all__ = ["ScaledTraceMetric", "compare_estimates", "scaled_trace"]
 
 
 def scaled_trace(
@@ -67,28 +61,6 @@ def scaled_trace(
     operator = DiagonallyScaled(hessian, scale)
     estimate = trace(operator, settings.trace_method, settings.num_matvecs, settings.seed)
     return estimate.to_dict()
-
-
-def scaled_trace_of(context: AnalysisContext) -> dict[str, Any]:
-    """``tr(D H D)`` of the analysed Hessian, computed once per analysis (adaptive sharpness
-    reuses it as its second-order term)."""
-    s = context.settings
-    magnitudes = context.operator.flat_params().abs()
-
-    def estimate() -> dict[str, Any]:
-        return context.run(
-            "scaled_trace", s.num_matvecs, lambda op: scaled_trace(op, magnitudes, s)
-        )
-
-    return context.once("scaled_trace", estimate)
-
-
-def block_rows_of(value: Any, title: str) -> dict[str, Cell]:
-    """``{f"{title}[block]": (value, stderr)}`` from an entry's ``per_block``."""
-    blocks = value.get("per_block") if isinstance(value, Mapping) else None
-    if not isinstance(blocks, Mapping):
-        return {}
-    return {f"{title}[{name}]": (as_number(v), as_number(s)) for name, (v, s) in blocks.items()}
 
 
 def compare_estimates(
@@ -110,29 +82,52 @@ def compare_estimates(
 
 
 class ScaledTraceMetric(Metric):
-    """``scaled_trace``: ``{"value", "stderr", "method", "num_matvecs", "per_block"}``."""
+    """``scaled_trace``: ``{"value", "stderr", "method", "num_matvecs", "per_block"}``.
+
+    Subclasses measure ``tr(C H C)`` for another diagonal ``C`` (:meth:`scale`) under another
+    ``title``; each analysis computes each of them once (:meth:`AnalysisContext.once`).
+    """
 
     name = "scaled_trace"
     entries = ("scaled_trace",)
     help = "elementwise-adaptive trace tr(D H D), D = diag(|w|): invariant to rescalings"
     order = 12
     default = True
+    #: The row name in tables, and the formula in the summary.
+    title, formula = "scaled trace", "tr(D H D), D = diag|w|"
+    #: Whether ``verify`` claims "flatter" on it even when neither report has it.
+    always_claimed = True
+
+    def scale(self, context: AnalysisContext) -> torch.Tensor:
+        """The diagonal of ``C``: here ``|w|``."""
+        return context.operator.flat_params().abs()
 
     def budget(self, entry: str, settings: AnalysisSettings) -> int:
         return settings.num_matvecs
 
     def compute(self, entry: str, context: AnalysisContext) -> dict[str, Any]:
-        return scaled_trace_of(context)
+        s = context.settings
+        scale = self.scale(context)
+
+        def estimate() -> dict[str, Any]:
+            return context.run(entry, s.num_matvecs, lambda op: scaled_trace(op, scale, s))
+
+        return context.once(entry, estimate)
 
     def describe(self, entry: str, value: Any) -> str:
         number = format_number(as_number(value["value"]), as_number(value["stderr"]))
-        return f"{number}  (tr(D H D), D = diag|w|; {value['method']})"
+        return f"{number}  ({self.formula}; {value['method']})"
 
     def rows(self, entry: str, value: Any) -> dict[str, Cell]:
-        return {"scaled trace": estimate_of(value)}
+        return {self.title: estimate_of(value)}
 
     def block_rows(self, entry: str, value: Any) -> dict[str, Cell]:
-        return block_rows_of(value, "scaled trace")
+        blocks = value.get("per_block") if isinstance(value, Mapping) else None
+        if not isinstance(blocks, Mapping):
+            return {}
+        return {
+            f"{self.title}[{name}]": (as_number(v), as_number(e)) for name, (v, e) in blocks.items()
+        }
 
     def flatter_criteria(
         self,
@@ -141,7 +136,9 @@ class ScaledTraceMetric(Metric):
         label: str,
         settings: VerifySettings,
     ) -> list[Criterion]:
-        return [compare_estimates("scaled_trace", metrics, reference, label, settings.confidence)]
+        if not self.always_claimed and self.name not in metrics and self.name not in reference:
+            return []
+        return [compare_estimates(self.name, metrics, reference, label, settings.confidence)]
 
 
 METRIC = ScaledTraceMetric()
