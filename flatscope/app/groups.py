@@ -1,9 +1,10 @@
 """Groups of training runs (one per seed) and what makes two groups comparable.
 
 A group is named and holds runs: run folders, directories holding ``report.json``, report files
-or shell-style globs of them (``"runs/fsgld-seed*"``), read as :func:`flatscope.app.compare.
-load_entry` reads one input. ``compare --group`` and ``verify --group`` answer at the optimizer
-level from the groups' per-seed numbers (:mod:`flatscope.app.seed_statistics`).
+or shell-style globs of them (``"runs/fsgld-seed*"``), each read as
+:func:`flatscope.app.entries.load_entry` reads one input. ``compare --group`` and ``verify
+--group`` answer at the optimizer level from the groups' per-seed numbers
+(:mod:`flatscope.app.seed_statistics`).
 
 Two groups are comparable when their runs were analysed on the same kind of data: the same data
 spec, split and number of analysed samples, the same label-noise kind and rate, loss and
@@ -23,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flatscope.app.compare import Entry, MatchedLoss, load_entries, match_runs
-from flatscope.app.matched_loss import seed_rows
+from flatscope.app.entries import Entry, load_entries
+from flatscope.app.matched_loss import MatchedLoss, match_runs, seed_rows
 from flatscope.app.seed_statistics import SeedTest, seed_test
 from flatscope.data.label_noise import LabelNoise
 from flatscope.errors import FlatscopeError
@@ -339,7 +340,7 @@ def compare_groups(
     """Compare groups of runs (one run per seed) at the optimizer level: every headline
     measure of every pair of groups, as the ratio of means with Fieller's interval and
     Welch's test over seeds (:mod:`flatscope.app.seed_statistics`); with ``matched_loss`` also
-    at a common training loss (:func:`flatscope.app.compare.match_runs`).
+    at a common training loss (:func:`flatscope.app.matched_loss.match_runs`).
 
     Args:
         groups: ``{name: runs}``: a path, a glob, or a list of paths, globs or in-memory
@@ -349,7 +350,7 @@ def compare_groups(
         force: give verdicts across groups analysed on different data.
 
     Raises:
-        FlatscopeError: see :func:`load_groups` and :func:`~flatscope.app.compare.match_runs`.
+        FlatscopeError: see :func:`load_groups` and :func:`~flatscope.app.matched_loss.match_runs`.
     """
     if not 0.5 <= confidence < 1:
         raise FlatscopeError(f"confidence must lie in [0.5, 1), got {confidence}")

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flatscope.app.entries import Entry
 from flatscope.errors import FlatscopeError, ReportError
 from flatscope.io.report import Report
 from flatscope.io.run_folder import REPORT_NAME, run_checkpoints
@@ -44,10 +45,12 @@ from flatscope.metrics import Cell, metric_of, ordered_entries
 
 __all__ = [
     "LossPoint",
+    "MatchedLoss",
     "MatchedPoint",
     "common_level",
     "loss_path",
     "match_level",
+    "match_runs",
     "matched_rows",
     "seed_rows",
     "trajectory_report",
@@ -199,3 +202,82 @@ def matched_rows(point: MatchedPoint) -> dict[str, Cell]:
     """The point's rows renamed ``"<row> at loss <level>"`` (the loss row itself dropped)."""
     suffix = f" at loss {point.level:.4g}"
     return {name + suffix: cell for name, cell in point.rows.items() if name != "loss"}
+
+
+# ------------------------------------------------------------------- matched loss
+
+
+@dataclass
+class MatchedLoss:
+    """Runs at a common training loss (:mod:`flatscope.app.matched_loss`).
+
+    Attributes:
+        level: the loss level.
+        chosen: how the level was chosen (given, or the lowest loss every run reaches).
+        points: each run's point at the level, or why it has none, by label.
+    """
+
+    level: float
+    chosen: str
+    points: dict[str, MatchedPoint | str]
+
+    def rows(self, label: str) -> dict[str, Cell]:
+        """The run's rows at the level (none when it has no point)."""
+        point = self.points.get(label)
+        return matched_rows(point) if isinstance(point, MatchedPoint) else {}
+
+    def notes(self) -> list[str]:
+        """The level, which loss it is, and where each run meets it."""
+        lines = [
+            f"matched loss {self.level:.4g} ({self.chosen}): the exact mean loss of each "
+            "checkpoint's analysis (analysed samples, the labels trained on, eval mode), not "
+            "metrics.jsonl's running train_loss (fSGLD's is taken at perturbed weights)"
+        ]
+        for label, point in self.points.items():
+            where = point.describe() if isinstance(point, MatchedPoint) else f"no point: {point}"
+            lines.append(f"at loss {self.level:.4g}, {label}: {where}")
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "chosen": self.chosen,
+            "points": {
+                label: p.to_dict() if isinstance(p, MatchedPoint) else {"missing": p}
+                for label, p in self.points.items()
+            },
+        }
+
+
+def match_runs(entries: Sequence[Entry], level: float | str = "auto") -> MatchedLoss:
+    """Each run of ``entries`` at a common loss ``level`` (a number, or ``"auto"``: the lowest
+    loss every run reaches); see :mod:`flatscope.app.matched_loss`.
+
+    Raises:
+        FlatscopeError: an entry is not a run folder, a run lacks checkpoint analyses, or a bad
+            level.
+    """
+    paths = {}
+    for entry in entries:
+        if entry.run_dir is None:
+            raise FlatscopeError(
+                f"{entry.label}: matched-loss comparison needs run directories (with "
+                "checkpoints and their trajectory reports), not reports"
+            )
+        paths[entry.label] = loss_path(entry.run_dir)
+    if level == "auto":
+        value, chosen = common_level(paths), "auto: the lowest loss every run reaches"
+    else:
+        value = as_number(level) if not isinstance(level, str) else _parse_level(level)
+        if value is None:
+            raise FlatscopeError(f"--matched-loss must be auto or a finite number, got {level!r}")
+        chosen = "given"
+    points = {label: match_level(path, value) for label, path in paths.items()}
+    return MatchedLoss(value, chosen, points)
+
+
+def _parse_level(text: str) -> float | None:
+    try:
+        return as_number(float(text))
+    except ValueError:
+        return None

@@ -47,7 +47,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from flatscope.app.compare import lookup, provenance_notes
+from flatscope.app.entries import lookup, provenance_notes
 from flatscope.app.groups import load_groups, pair_refusal
 from flatscope.app.matched_loss import seed_rows
 from flatscope.app.seed_statistics import seed_test

@@ -69,6 +69,7 @@ class AdaptiveSharpnessMetric(SharpnessMetric):
     entries = ("adaptive_sharpness",)
     help = "adaptive (|w|-relative) average-case and worst-case sharpness"
     order = 55
+    settings = ("adaptive_sigma", "adaptive_rho", "trace_method", "num_matvecs")
 
     def compute(self, entry: str, context: AnalysisContext) -> dict[str, Any]:
         s = context.settings

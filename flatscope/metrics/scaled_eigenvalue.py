@@ -42,6 +42,7 @@ class ScaledEigenvalueMetric(Metric):
     entries = ("scaled_top_eigenvalue",)
     help = "largest eigenvalue of D H D, D = diag(|w|), with its residual bound"
     order = 22
+    settings = ("eig_tol", "eig_max_matvecs")
 
     def budget(self, entry: str, settings: AnalysisSettings) -> int:
         return settings.eig_max_matvecs

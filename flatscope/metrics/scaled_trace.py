@@ -92,6 +92,7 @@ class ScaledTraceMetric(Metric):
     entries = ("scaled_trace",)
     help = "elementwise-adaptive trace tr(D H D), D = diag(|w|): invariant to rescalings"
     order = 12
+    settings = ("trace_method", "num_matvecs")
     default = True
     #: The row name in tables, and the formula in the summary.
     title, formula = "scaled trace", "tr(D H D), D = diag|w|"
