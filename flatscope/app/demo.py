@@ -116,7 +116,7 @@ def demo_config(
         **(TUNED.get(optimizer, {}) if tuned else {}),
         **overrides,
     }
-    return TrainConfig(**settings)
+    return TrainConfig.create(**settings)
 
 
 @dataclass(frozen=True)
@@ -353,8 +353,8 @@ def _write_figures(out: Path, densities, traces, summaries, histories) -> None:
 
 
 def _sigma(optimizer: str) -> float:
-    config = demo_config(optimizer, 0)
-    return config.sigma if config.sigma is not None else coupled_sigma(config.beta_inv, config.eta)
+    hyper = demo_config(optimizer, 0).hyperparameters
+    return hyper.sigma if hyper.sigma is not None else coupled_sigma(hyper.beta_inv, hyper.eta)
 
 
 def _write_summary(result: DemoResult) -> None:

@@ -56,7 +56,7 @@ def test_demo_runs_use_the_tuned_protocol():
         "symmetric:0.4",
     )
     assert config.epochs == 7 and config.seed == 4
-    assert {key: getattr(config, key) for key in demo.TUNED["fsgld"]} == demo.TUNED["fsgld"]
+    assert {key: config.to_dict()[key] for key in demo.TUNED["fsgld"]} == demo.TUNED["fsgld"]
     assert demo_config("sam", 0, tuned=False, lr=0.3).lr == 0.3
 
 
