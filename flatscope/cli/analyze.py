@@ -62,7 +62,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "metric by metric, figures (PNG and PDF) and prints a summary."
         ),
     )
-    parser.add_argument("checkpoint", metavar="CKPT", help="the checkpoint file")
+    parser.add_argument(
+        "checkpoint", metavar="CKPT", help="the checkpoint file (or a save_pretrained folder)"
+    )
     add_analysis_options(parser)
     metrics = parser.add_argument_group("metrics")
     metrics.add_argument(
@@ -93,8 +95,15 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--model",
         metavar="SPEC",
-        help="NAME[:k=v,...] from the zoo (mlp, cnn, resnet18, resnet34, linear) or "
-        "package.module:factory[:k=v,...]; optional for checkpoints written by flatscope",
+        help="NAME[:k=v,...] from the zoo (mlp, cnn, resnet18, resnet34, linear, "
+        "hf:FOLDER for a Hugging Face causal LM) or package.module:factory[:k=v,...]; "
+        "optional for checkpoints written by flatscope",
+    )
+    source.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let --model hf:FOLDER run the Python code shipped in that folder (only for "
+        "folders you trust)",
     )
     source.add_argument(
         "--checkpoint-key", metavar="KEY", help="the entry of a dict checkpoint holding the weights"
@@ -186,7 +195,9 @@ def _subset(text: str | None, split_size: int) -> int | None:
         raise FlatscopeError(f"--subset must be a number of samples or all, got {text!r}") from None
 
 
-def _load_model(checkpoint: Any, spec: str | None) -> tuple[Any, str]:
+def _load_model(
+    checkpoint: Any, spec: str | None, trust_remote_code: bool = False
+) -> tuple[Any, str]:
     """The model with the checkpoint's weights, and the spec the report records."""
     from flatscope.errors import CheckpointError
     from flatscope.io import apply_state_dict
@@ -204,9 +215,9 @@ def _load_model(checkpoint: Any, spec: str | None) -> tuple[Any, str]:
         )
         raise CheckpointError(
             f"{checkpoint.path}: {need}; pass --model NAME[:k=v,...] (mlp, cnn, resnet18, "
-            "resnet34, linear) or --model package.module:factory to rebuild the model"
+            "resnet34, linear, hf:FOLDER) or --model package.module:factory to rebuild the model"
         )
-    model = build_model(spec)
+    model = build_model(spec, trust_remote_code=trust_remote_code)
     apply_state_dict(model, checkpoint.state_dict)
     return model, model_spec(spec)
 
@@ -238,7 +249,7 @@ def load_inputs(args: argparse.Namespace, path: str | Path, seed: int) -> Analys
         checkpoint = load_checkpoint(
             path, key=args.checkpoint_key, unsafe_pickle=args.unsafe_pickle
         )
-        model, spec = _load_model(checkpoint, args.model)
+        model, spec = _load_model(checkpoint, args.model, args.trust_remote_code)
         extra = checkpoint.metadata.get("extra") or {}
         own_data = args.data is None and checkpoint.data_spec is not None
         labels = extra.get("train_labels") if own_data and args.split == "train" else None
