@@ -1,7 +1,8 @@
 """Reports side by side: a table of every shared metric with its error bar, and figures.
 
 :func:`compare` reads analysis reports (``report.json`` files, directories holding one, or
-training run directories) and lines up every number they share:
+training run directories) and lines up every number they share; each metric of the registry
+(:mod:`flatscope.metrics`) names its rows:
 
 =====================  ====================================================================
 row                    value ± error
@@ -9,7 +10,7 @@ row                    value ± error
 loss, gradient norm    exact over the analysed data (no error bar)
 trace                  ``tr H`` ± its standard error
 top/bottom eigenvalue  Ritz value ± its residual norm, a bound on the distance to an
-                       eigenvalue of the symmetric Hessian (see :mod:`flatscope.app.verify`)
+                       eigenvalue of the symmetric Hessian (:mod:`flatscope.metrics.criteria`)
 sharpness              average-case (Gaussian) sharpness ± its Monte Carlo standard error and
                        its second-order prediction ``(sigma^2 / 2) tr H`` ± error; worst-case
                        sharpness (a lower bound from projected ascent, no error bar)
@@ -31,127 +32,53 @@ writes them) are overlaid in a figure.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flatscope.errors import FlatscopeError, OutputError, ReportError, preview
+from flatscope.errors import FlatscopeError, ReportError, preview
 from flatscope.io.atomic import atomic_write
+from flatscope.io.output import make_output_dir
 from flatscope.io.report import Report, to_jsonable
+from flatscope.io.run_folder import REPORT_NAME, RUN_REPORTS, is_run_folder, read_records
+from flatscope.io.tables import as_number, format_number, format_table
+from flatscope.metrics import Cell, metric_of, ordered_entries
 
 __all__ = [
-    "RUN_REPORTS",
     "Comparison",
     "Entry",
-    "as_number",
     "compare",
     "find_report",
-    "format_number",
-    "format_table",
     "landscape_slices",
     "load_entry",
     "metric_rows",
     "write_comparison",
 ]
 
-REPORT_NAME = "report.json"
-#: Where a run directory's final report is looked for, in order.
-RUN_REPORTS = (
-    "analysis/report.json",
-    "trajectory/reports/final/report.json",
-    "../../analysis/{name}/report.json",
-)
-_RUN_FILES = ("config.json", "metrics.jsonl", "final.pt")
 _RUN_FIELDS = ("train_loss", "train_acc", "val_acc", "test_acc")
-
-#: (value, error) of one metric in one report; ``error`` is ``None`` for exact numbers.
-Cell = tuple[float | None, float | None]
-
-
-def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool) -> str:
-    """Columns padded to their widest cell, or a GitHub markdown table."""
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
-    )
-
-
-def format_number(value: float | None, error: float | None = None) -> str:
-    """``value ± error`` with 4 significant digits (2 for the error); ``n/a`` for ``None``."""
-    if value is None:
-        return "n/a"
-    return f"{value:.4g}" + ("" if error is None else f" ± {error:.2g}")
 
 
 # ---------------------------------------------------------------------------- the rows
 
 
-def as_number(value: Any) -> float | None:
-    """A finite float, or ``None`` for a missing, non-numeric or non-finite report value."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _eigen_rows(metrics: Mapping[str, Any], name: str, title: str) -> dict[str, Cell]:
-    entry = metrics.get(name)
-    if not isinstance(entry, Mapping):
-        return {}
-    values, residuals = entry.get("values") or [], entry.get("residuals") or []
+def metric_rows(metrics: Mapping[str, Any]) -> dict[str, Cell]:
+    """Every number of a report's metrics as ``{row name: (value, error)}``, in the order of
+    the registry (:mod:`flatscope.metrics`): each metric names its rows."""
     return {
-        f"{title} {rank}": (as_number(value), as_number(residual))
-        for rank, (value, residual) in enumerate(zip(values, residuals, strict=False), 1)
+        name: cell
+        for entry, value in ordered_entries(metrics)
+        for name, cell in metric_of(entry).rows(entry, value).items()
     }
 
 
-def metric_rows(metrics: Mapping[str, Any]) -> dict[str, Cell]:
-    """Every number of a report's metrics as ``{row name: (value, error)}`` (module docs)."""
-    rows: dict[str, Cell] = {}
-    for name, title in (("loss", "loss"), ("gradient_norm", "gradient norm")):
-        if name in metrics:
-            rows[title] = (as_number(metrics[name]), None)
-    trace = metrics.get("hessian_trace")
-    if isinstance(trace, Mapping):
-        rows["trace"] = (as_number(trace.get("value")), as_number(trace.get("stderr")))
-    rows.update(_eigen_rows(metrics, "top_eigenvalues", "top eigenvalue"))
-    rows.update(_eigen_rows(metrics, "bottom_eigenvalues", "bottom eigenvalue"))
-    sharpness = metrics.get("sharpness")
-    if isinstance(sharpness, Mapping):
-        average, worst = sharpness.get("average") or {}, sharpness.get("worst_case") or {}
-        if average:
-            sigma = f"sigma={average.get('sigma')}"
-            rows[f"avg sharpness ({sigma})"] = (
-                as_number(average.get("value")),
-                as_number(average.get("stderr")),
-            )
-            rows[f"(sigma^2/2) tr H ({sigma})"] = (
-                as_number(average.get("second_order")),
-                as_number(average.get("second_order_stderr")),
-            )
-        if worst:
-            rows[f"worst-case sharpness (rho={worst.get('rho')})"] = (
-                as_number(worst.get("value")),
-                None,
-            )
-    diagonal = metrics.get("hessian_diagonal")
-    if isinstance(diagonal, Mapping):
-        rows["diagonal sum"] = (as_number(diagonal.get("sum")), None)
-    return rows
-
-
 def _block_rows(metrics: Mapping[str, Any]) -> dict[str, Cell]:
-    trace = metrics.get("hessian_trace")
-    blocks = trace.get("per_block") if isinstance(trace, Mapping) else None
-    if not isinstance(blocks, Mapping):
-        return {}
-    return {f"trace[{name}]": (as_number(v), as_number(s)) for name, (v, s) in blocks.items()}
+    return {
+        name: cell
+        for entry, value in ordered_entries(metrics)
+        for name, cell in metric_of(entry).block_rows(entry, value).items()
+    }
 
 
 # ------------------------------------------------------------------------- the inputs
@@ -189,10 +116,6 @@ class Entry:
         return rows
 
 
-def _is_run_dir(path: Path) -> bool:
-    return any((path / name).exists() for name in _RUN_FILES)
-
-
 def find_report(path: str | os.PathLike) -> tuple[Path, Path | None]:
     """The report file that ``path`` names and the run directory it belongs to (or ``None``).
 
@@ -209,7 +132,7 @@ def find_report(path: str | os.PathLike) -> tuple[Path, Path | None]:
         raise ReportError(f"{path} does not exist; pass a report.json or a run directory")
     if (path / REPORT_NAME).is_file():
         return path / REPORT_NAME, None
-    if _is_run_dir(path):
+    if is_run_folder(path):
         for pattern in RUN_REPORTS:
             candidate = path / pattern.format(name=path.resolve().name)
             if candidate.is_file():
@@ -223,9 +146,7 @@ def find_report(path: str | os.PathLike) -> tuple[Path, Path | None]:
 
 
 def _last_record(run_dir: Path) -> dict[str, Any] | None:
-    from flatscope.app.trajectory import read_run_metrics
-
-    records = read_run_metrics(run_dir)
+    records = read_records(run_dir)
     return records[max(records)] if records else None
 
 
@@ -422,10 +343,7 @@ def write_comparison(comparison: Comparison, out: str | os.PathLike) -> list[Pat
     from flatscope.plotting.comparison_figures import render_comparison
 
     out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"cannot create {out}: {err.strerror or err}") from err
+    make_output_dir(out)
     files = {
         out / "comparison.md": comparison.markdown(),
         out / "comparison.json": json.dumps(comparison.to_dict(), indent=2) + "\n",

@@ -145,8 +145,7 @@ def _directions(
     settings: Any,
     span: float | None,
 ) -> _Directions:
-    from flatscope.app.analyze import DTYPES
-    from flatscope.app.trajectory import run_checkpoints
+    from flatscope.io.run_folder import run_checkpoints
     from flatscope.landscape import (
         eigen_directions,
         flat_weights,
@@ -171,7 +170,7 @@ def _directions(
             tol=settings.eig_tol,
             seed=seed,
             device=settings.device,
-            dtype=DTYPES[settings.dtype],
+            dtype=settings.torch_dtype,
         )
         a = span or DEFAULT_RANGE
         values = ", ".join(f"{d.info['eigenvalue']:.4g}" for d in found)
@@ -236,17 +235,13 @@ def run(args: argparse.Namespace) -> int:
     """Compute, save and plot the landscapes; print one line per checkpoint."""
     import sys
 
-    from flatscope.app.analyze import DTYPES, AnalysisSettings, _make_dir, check_output_dir
-    from flatscope.app.trajectory import run_checkpoints
-    from flatscope.cli.analyze import (
-        _process_group,
-        _spec_errors_as_user_errors,
-        analysis_settings,
-        load_inputs,
-    )
+    from flatscope.cli.analyze import analysis_settings, load_inputs
+    from flatscope.io.output import check_output_dir, make_output_dir
+    from flatscope.io.run_folder import run_checkpoints
     from flatscope.landscape import slice_1d, surface_2d
+    from flatscope.metrics import AnalysisSettings
     from flatscope.models.losses import build_loss
-    from flatscope.operators.distributed import get_rank, shard_batches
+    from flatscope.operators.distributed import get_rank, process_group, shard_batches
     from flatscope.plotting.landscape import plot_slice_1d, plot_surface_2d, plot_surface_3d
     from flatscope.plotting.report_figures import save_figure
 
@@ -258,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
         run_checkpoints(target)  # a missing or empty run directory fails before any work
     written, lines, slices = [], [], []
     # under torchrun every rank evaluates its shard of the batches; rank 0 writes and prints
-    with _spec_errors_as_user_errors(), _process_group(settings.device):
+    with process_group(settings.device):
         writer = get_rank() == 0
         for path, label in zip(args.checkpoints, _labels(args.checkpoints), strict=True):
             inputs = load_inputs(args, path, settings.seed)
@@ -276,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
             common = dict(
                 params=settings.params,
                 device=settings.device,
-                dtype=DTYPES[settings.dtype],
+                dtype=settings.torch_dtype,
                 data_spec=data.spec,
                 label=label,
             )
@@ -314,7 +309,7 @@ def run(args: argparse.Namespace) -> int:
             lines.append(_summary_line(label, result, found.note))
             if not writer:
                 continue
-            _make_dir(out)
+            make_output_dir(out)
             npz = out / f"{label}-{kind}-{args.dims}d.npz"
             result.save_npz(npz)
             written.append(npz)

@@ -113,12 +113,11 @@ def config_from_args(args: argparse.Namespace):
 
 def run_train(args: argparse.Namespace) -> int:
     """Train, then print where the final checkpoint is."""
-    from flatscope.cli.analyze import _process_group
-    from flatscope.operators.distributed import get_rank
+    from flatscope.operators.distributed import get_rank, process_group
     from flatscope.training.trainer import train
 
     config = config_from_args(args)
-    with _process_group(config.device):
+    with process_group(config.device):
         result = train(config, args.out, resume=args.resume, progress=not args.quiet)
         writer = get_rank() == 0  # read before the process group is gone
     last = result.metrics[-1]

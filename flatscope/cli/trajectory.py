@@ -45,11 +45,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Analyse the checkpoints (reusing stored reports), print the table, write the files."""
-    from flatscope.app.analyze import parse_metrics
     from flatscope.app.trajectory import trajectory
     from flatscope.cli.analyze import analysis_settings
     from flatscope.cli.verify import checkpoint_report
     from flatscope.errors import ReportError
+    from flatscope.metrics import parse_metrics
 
     metrics = parse_metrics(args.metrics)
     given = analysis_settings(args)

@@ -46,24 +46,19 @@ def checkpoint_report(
 ):
     """Analyse one checkpoint as ``flatscope analyze`` does (same model, data and subset
     rules) and return the :class:`~flatscope.io.report.Report` (no figures)."""
-    from flatscope.app.analyze import analyze
-    from flatscope.cli.analyze import _spec_errors_as_user_errors, load_inputs
+    from flatscope.app.analyze import analyze_checkpoint
+    from flatscope.cli.analyze import checkpoint_inputs
 
-    inputs = load_inputs(args, path, settings.get("seed", 0))
-    with _spec_errors_as_user_errors():
-        return analyze(
-            inputs.model,
-            inputs.loss,
-            inputs.data,
-            metrics,
-            out=out,
-            resume=resume,
-            figures=False,
-            progress=not args.quiet,
-            checkpoint=inputs.checkpoint,
-            model_spec=inputs.model_spec,
-            **settings,
-        )
+    return analyze_checkpoint(
+        path,
+        metrics,
+        inputs=checkpoint_inputs(args),
+        out=out,
+        resume=resume,
+        figures=False,
+        progress=not args.quiet,
+        **settings,
+    )
 
 
 def is_report_file(path: str | Path) -> bool:
@@ -91,8 +86,8 @@ def is_report_file(path: str | Path) -> bool:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``flatscope verify``."""
-    from flatscope.app.verify import DEFAULT_CONFIDENCE, DEFAULT_GRAD_TOL, DEFAULT_NEG_TOL
     from flatscope.cli.analyze import add_analysis_options
+    from flatscope.metrics import VerifySettings
 
     parser = subparsers.add_parser(
         "verify",
@@ -113,19 +108,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     claims.add_argument(
         "--grad-tol",
         type=float,
-        default=DEFAULT_GRAD_TOL,
+        default=VerifySettings.grad_tol,
         help="minimum: ||grad L|| <= GRAD_TOL * max(L, 1) (default %(default)s)",
     )
     claims.add_argument(
         "--neg-tol",
         type=float,
-        default=DEFAULT_NEG_TOL,
+        default=VerifySettings.neg_tol,
         help="minimum: lambda_min >= -NEG_TOL * lambda_max (default %(default)s)",
     )
     claims.add_argument(
         "--confidence",
         type=float,
-        default=DEFAULT_CONFIDENCE,
+        default=VerifySettings.confidence,
         help="level of the one-sided tests against references (default %(default)s)",
     )
     claims.add_argument(
@@ -152,15 +147,12 @@ def run(args: argparse.Namespace) -> int:
     """Verify, print the table (or JSON); 0 when every claim holds, else 1."""
     import json
 
-    from flatscope.app.verify import check_settings, verify
+    from flatscope.app.verify import verify
     from flatscope.cli.analyze import analysis_settings
-    from flatscope.errors import FlatscopeError
     from flatscope.io.report import to_jsonable
+    from flatscope.metrics import VerifySettings
 
-    try:
-        check_settings(args.grad_tol, args.neg_tol, args.confidence)
-    except ValueError as err:
-        raise FlatscopeError(str(err)) from None
+    VerifySettings(args.grad_tol, args.neg_tol, args.confidence, args.sharpness)
     metrics = ("trace", "eigenvalues") + (("sharpness",) if args.sharpness else ())
     given = analysis_settings(args)
     top_k = given.get("top_k", 1)

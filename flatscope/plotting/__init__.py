@@ -13,7 +13,6 @@ from flatscope.plotting.report_figures import (
     FIGURE_FORMATS,
     density_figure,
     eigenvalue_figure,
-    render_report,
     save_figure,
     trace_figure,
 )
@@ -22,7 +21,6 @@ __all__ = [
     "FIGURE_FORMATS",
     "density_figure",
     "eigenvalue_figure",
-    "render_report",
     "save_figure",
     "trace_figure",
 ]

@@ -18,16 +18,14 @@ canvases directly: no pyplot state is created and no window opens.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from flatscope.errors import OutputError, ReportError
 from flatscope.io.atomic import atomic_write
-from flatscope.io.report import Report
 from flatscope.linalg.density import SpectralDensity
 
 __all__ = [
@@ -36,7 +34,6 @@ __all__ = [
     "eigenvalue_figure",
     "trace_figure",
     "save_figure",
-    "render_report",
 ]
 
 FIGURE_FORMATS = ("png", "pdf")
@@ -126,13 +123,6 @@ def _finite(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
 
-FIGURES: dict[str, Callable[[Mapping[str, Any]], Figure | None]] = {
-    "spectral_density": density_figure,
-    "eigenvalues": eigenvalue_figure,
-    "trace_per_block": trace_figure,
-}
-
-
 def save_figure(
     fig: Figure, stem: str | os.PathLike, formats: tuple[str, ...] = FIGURE_FORMATS
 ) -> list[Path]:
@@ -153,45 +143,3 @@ def save_figure(
         atomic_write(path, write)
         paths.append(path)
     return paths
-
-
-def render_report(
-    report: Report | Mapping[str, Any] | str | os.PathLike, out: str | os.PathLike | None = None
-) -> list[Path]:
-    """Render every figure the report's metrics allow into ``out``; return the files written.
-
-    Args:
-        report: a :class:`~flatscope.io.report.Report`, its ``to_dict()``, or a report file.
-        out: the directory for the figures (created if needed); by default the report's own.
-
-    Raises:
-        ReportError: the file is not a valid report. OutputError: ``out`` cannot be written.
-    """
-    if isinstance(report, (str, os.PathLike)):
-        report = Report.load(report)
-    if isinstance(report, Report):
-        out = report.path.parent if out is None and report.path is not None else out
-        document = report.to_dict()
-    else:
-        document = dict(report)
-    if out is None:
-        raise ValueError("render_report needs an output directory for an in-memory report")
-    metrics = document.get("metrics")
-    if not isinstance(metrics, Mapping):
-        raise ReportError("the report has no metrics object")
-    figures = {}
-    for name, draw in FIGURES.items():
-        try:
-            figures[name] = draw(metrics)
-        except (KeyError, TypeError, ValueError, IndexError) as err:
-            raise ReportError(
-                f"the report's numbers for figure {name!r} are malformed: {err}"
-            ) from err
-    figures = {name: fig for name, fig in figures.items() if fig is not None}
-    out = Path(out)
-    if figures:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise OutputError(f"cannot create {out}: {err.strerror or err}") from err
-    return [path for name, fig in figures.items() for path in save_figure(fig, out / name)]

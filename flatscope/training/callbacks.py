@@ -41,17 +41,16 @@ from torch import nn
 from flatscope.data.datasets import DataBundle
 from flatscope.errors import FlatscopeError
 from flatscope.io import atomic_write, save_checkpoint, to_jsonable
+from flatscope.io.run_folder import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    append_record,
+    checkpoint_path,
+)
 from flatscope.models.losses import LossFn, build_loss, loss_spec
 from flatscope.operators import HessianOperator
 from flatscope.operators.distributed import is_distributed
-from flatscope.training.trainer import (
-    CHECKPOINT_DIR,
-    CONFIG_FILE,
-    FINAL_CHECKPOINT,
-    METRICS_FILE,
-    _append_metrics,
-    flatness_record,
-)
+from flatscope.training.trainer import flatness_record
 
 __all__ = ["FlatnessTracker", "flatness_record"]  # and FlatnessCallback, built on first use
 
@@ -176,14 +175,11 @@ class FlatnessTracker:
         operator = HessianOperator(model, self.loss_fn, self.data, self.params, dtype=self.dtype)
         flatness = flatness_record(operator, self.num_matvecs, self.seed)
         record = to_jsonable({"epoch": index, **values, **flatness}, "the record")
-        _append_metrics(self.run_dir, record)
+        append_record(self.run_dir, record)
         self.records.append(record)
         if self.save_checkpoints:
-            self._save(model, self._checkpoint_path(index), index)
+            self._save(model, checkpoint_path(self.run_dir, index, final=False), index)
         return record
-
-    def _checkpoint_path(self, index: int) -> Path:
-        return self.run_dir / CHECKPOINT_DIR / f"epoch_{index:04d}.pt"
 
     def _save(self, model: nn.Module, path: Path, index: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -208,8 +204,8 @@ class FlatnessTracker:
         self._write_config(epochs=self.count)
         if not self.save_checkpoints:
             return None
-        final = self.run_dir / FINAL_CHECKPOINT
-        os.replace(self._checkpoint_path(self.count), final)
+        final = checkpoint_path(self.run_dir, self.count, final=True)
+        os.replace(checkpoint_path(self.run_dir, self.count, final=False), final)
         return final
 
 

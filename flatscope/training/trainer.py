@@ -77,7 +77,16 @@ from torch import nn
 from flatscope.data.datasets import DataBundle, DataError, LabelNoise, load_data
 from flatscope.errors import FlatscopeError
 from flatscope.io import apply_state_dict, atomic_write, load_checkpoint, save_checkpoint
-from flatscope.io.report import to_jsonable
+from flatscope.io.run_folder import (
+    CONFIG_FILE,
+    FINAL_CHECKPOINT,
+    METRICS_FILE,
+    append_record,
+    checkpoint_path,
+    read_records,
+    run_checkpoints,
+    write_records,
+)
 from flatscope.linalg import eigenvalues, trace
 from flatscope.models.losses import LossFn, build_loss, loss_spec
 from flatscope.models.specs import SpecError
@@ -97,8 +106,6 @@ from flatscope.training.schedules import Schedule, build_schedule
 __all__ = ["OPTIMIZERS", "TrainConfig", "TrainingError", "RunResult", "train", "make_optimizer"]
 
 OPTIMIZERS = ("sgd", "sgld", "fsgld", "sam")
-CONFIG_FILE, METRICS_FILE, FINAL_CHECKPOINT = "config.json", "metrics.jsonl", "final.pt"
-CHECKPOINT_DIR = "checkpoints"
 EVAL_BATCH_SIZE = 1024
 # Lanczos stops at residuals below this fraction of |lambda_max| when tracking flatness.
 FLATNESS_EIG_TOL = 1e-2
@@ -427,12 +434,6 @@ def _flatness(setup: _Setup, config: TrainConfig) -> dict[str, float]:
 # ---------------------------------------------------------------------- files of the run
 
 
-def _checkpoint_path(out: Path, epoch: int, config: TrainConfig) -> Path:
-    if epoch == config.epochs:
-        return out / FINAL_CHECKPOINT
-    return out / CHECKPOINT_DIR / f"epoch_{epoch:04d}.pt"
-
-
 def _wants_checkpoint(epoch: int, config: TrainConfig) -> bool:
     every = config.checkpoint_every
     return epoch == config.epochs or (every is not None and epoch % every == 0)
@@ -451,7 +452,7 @@ def _save(out: Path, setup: _Setup, config: TrainConfig, epoch: int) -> None:
     }
     if setup.device.type == "cuda":
         extra["cuda_rng_state"] = torch.cuda.get_rng_state(setup.device)
-    path = _checkpoint_path(out, epoch, config)
+    path = checkpoint_path(out, epoch, final=epoch == config.epochs)
     path.parent.mkdir(exist_ok=True)
     save_checkpoint(
         path,
@@ -466,12 +467,8 @@ def _save(out: Path, setup: _Setup, config: TrainConfig, epoch: int) -> None:
 def _latest_checkpoint(out: Path, config: TrainConfig) -> tuple[int, Path] | None:
     if (out / FINAL_CHECKPOINT).is_file():
         return config.epochs, out / FINAL_CHECKPOINT
-    found = []
-    for path in (out / CHECKPOINT_DIR).glob("epoch_*.pt"):
-        stem = path.stem.removeprefix("epoch_")
-        if stem.isdigit():
-            found.append((int(stem), path))
-    return max(found) if found else None
+    found = [c for c in run_checkpoints(out, required=False) if c.path.name != FINAL_CHECKPOINT]
+    return (found[-1].epoch, found[-1].path) if found else None
 
 
 def _write_config(out: Path, setup: _Setup, config: TrainConfig) -> None:
@@ -504,34 +501,13 @@ def _check_resumable(out: Path, config: TrainConfig) -> None:
 
 def _read_metrics(out: Path, upto: int) -> list[dict[str, Any]]:
     """The metrics of epochs ``1..upto`` from ``metrics.jsonl`` (a cut-off last line is dropped)."""
-    path = out / METRICS_FILE
-    records = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and 1 <= record.get("epoch", 0) <= upto:
-                records.append(record)
-    if [r["epoch"] for r in records] != list(range(1, upto + 1)):
+    records = read_records(out)
+    if any(epoch not in records for epoch in range(1, upto + 1)):
         raise TrainingError(
-            f"cannot resume: {path} does not hold the metrics of epochs 1..{upto} that the "
-            "checkpoint has reached"
+            f"cannot resume: {out / METRICS_FILE} does not hold the metrics of epochs 1..{upto} "
+            "that the checkpoint has reached"
         )
-    return records
-
-
-def _write_metrics(out: Path, records: list[dict[str, Any]]) -> None:
-    text = "".join(json.dumps(to_jsonable(r)) + "\n" for r in records)
-    atomic_write(out / METRICS_FILE, lambda file: file.write(text.encode()))
-
-
-def _append_metrics(out: Path, record: dict[str, Any]) -> None:
-    with open(out / METRICS_FILE, "a") as file:
-        file.write(json.dumps(to_jsonable(record)) + "\n")
-        file.flush()
-        os.fsync(file.fileno())
+    return [records[epoch] for epoch in range(1, upto + 1)]
 
 
 def _restore(out: Path, setup: _Setup, path: Path) -> None:
@@ -616,11 +592,11 @@ def train(
             _restore(out, setup, latest[1])
             metrics = _read_metrics(out, latest[0])
         if writer:
-            _write_metrics(out, metrics)
+            write_records(out, metrics)
         for epoch in range(len(metrics), config.epochs):
             record = _run_epoch(setup, config, epoch, progress and writer, stream)
             if writer:
-                _append_metrics(out, record)
+                append_record(out, record)
                 if _wants_checkpoint(epoch + 1, config):
                     _save(out, setup, config, epoch + 1)
             record = _from_rank_0(record)

@@ -10,21 +10,20 @@ import torch
 from torch import nn
 
 from flatscope.app.analyze import analyze
-from flatscope.app.verify import (
+from flatscope.app.verify import verify
+from flatscope.io.report import to_jsonable
+from flatscope.linalg import trace
+from flatscope.metrics.criteria import (
     FAIL,
     NOT_ESTABLISHED,
     PASS,
-    check_gradient,
-    check_negative_curvature,
-    compare_sharpness,
-    compare_top_eigenvalue,
-    compare_trace,
     eigenvalue_interval,
-    verify,
     z_critical,
 )
-from flatscope.io.report import to_jsonable
-from flatscope.linalg import trace
+from flatscope.metrics.eigenvalues import check_negative_curvature, compare_top_eigenvalue
+from flatscope.metrics.loss import check_gradient
+from flatscope.metrics.sharpness import compare_sharpness
+from flatscope.metrics.trace import compare_trace
 
 F64 = torch.float64
 Z95 = 1.6448536269514722
