@@ -1,5 +1,9 @@
 """Peak memory and time of one computation, each measured in a fresh subprocess.
 
+Time on the CPU is the process's CPU time (user + system, ``time.process_time``) of a
+one-thread process, so that other work on a shared machine does not enter the ratios; the wall
+time is kept beside it. On CUDA it is the wall time after synchronising.
+
 On the CPU the peak is the process's resident set: ``getrusage(RUSAGE_SELF).ru_maxrss`` after
 the computation minus the current RSS (``/proc/self/statm``) just before it, so it counts what
 the computation added at its peak. That is exact when the computation's peak exceeds every
@@ -48,12 +52,14 @@ def measure(fn: Callable[[], Any], device: torch.device) -> dict[str, Any]:
         peak = torch.cuda.max_memory_allocated() - before
         return {"seconds": seconds, "peak_mib": peak / MIB, "how": "cuda max_memory_allocated"}
     before, high_before = _rss(), _max_rss()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     fn()
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     high_after = _max_rss()
     return {
-        "seconds": seconds,
+        # one thread: CPU seconds are the compute, robust to other processes on the machine
+        "seconds": cpu,
+        "wall_seconds": seconds,
         "peak_mib": (high_after - before) / MIB,
         # ru_maxrss did not move: the computation stayed below an earlier high-water mark,
         # so peak_mib is only an upper bound

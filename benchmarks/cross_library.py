@@ -21,7 +21,8 @@ block Lanczos to ``tol=1e-6``; hessian-eigenthings' Lanczos, ``which="LA"``, 60 
 ``to_scipy()`` operator, as curvlinops documents) and the trace by Hutch++ with 60 HVPs (value,
 standard error where the library gives one, error against the exact trace). The dense reference
 is ``torch.autograd.functional.hessian`` of the mean loss over all batches. Peak memory is the
-RSS the step added (``benchmarks/_peak.py``). Ratios are library / flatscope.
+RSS the step added, time the CPU seconds of the one-thread process (``benchmarks/_peak.py``).
+Ratios are library / flatscope.
 
     python benchmarks/cross_library.py [--problems mlp-digits,gpt2-lm]
 
@@ -312,7 +313,7 @@ def _problem_table(name: str, results: dict[str, dict[str, Any]], out: Path) -> 
     print(
         f"\n== {name}: {reference['dimension']} parameters; exact trace {reference['trace']:.6g};"
         f" exact top-{TOP_K} {', '.join(f'{v:.6g}' for v in reference['values'])}"
-        f" (dense Hessian in {reference['seconds']:.1f} s)"
+        f" (dense Hessian: {reference['seconds']:.1f} CPU s)"
     )
     for step in STEPS:
         base = results["flatscope"][step]
@@ -330,7 +331,7 @@ def _problem_table(name: str, results: dict[str, dict[str, Any]], out: Path) -> 
                     _ratio(result["peak_mib"], base["peak_mib"]),
                 ]
             rows.append([library, *cells])
-        header = ["library", *ACCURACY_COLUMNS[step], "seconds", "peak MiB"]
+        header = ["library", *ACCURACY_COLUMNS[step], "CPU s", "peak MiB"]
         header += ["time / flatscope", "memory / flatscope"]
         width = len(header)
         rows = [row + [""] * (width - len(row)) for row in rows]

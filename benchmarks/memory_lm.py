@@ -9,7 +9,7 @@ ids (``--batch`` sequences of ``--seq-len`` tokens) under the ``causal_lm`` loss
 - one HVP by reverse-over-reverse (``hvp="double_backward"``),
 - one HVP by forward-over-reverse (``hvp="forward"``),
 
-runs in its own subprocess (one thread), after the operator is built, and reports its seconds
+runs in its own subprocess (one thread), after the operator is built, and reports its CPU seconds
 and the memory it added at its peak (RSS on the CPU, ``torch.cuda.max_memory_allocated`` with
 ``--device cuda``; see ``benchmarks/_peak.py``). The table gives both ratios to the gradient.
 The size of one float32 logits tensor (batch x seq_len x vocabulary) is printed for scale: the
@@ -100,7 +100,7 @@ def main() -> None:
         f"({4 * first.get('parameters', 0) / MIB:.0f} MiB in float32); batch {args.batch} x "
         f"{args.seq_len} tokens; one logits tensor {logits_mib:.0f} MiB; device {args.device}"
     )
-    print(f"{'product':<30} {'seconds':>8} {'peak MiB':>9} {'time/grad':>10} {'memory/grad':>12}")
+    print(f"{'product':<30} {'CPU s':>8} {'peak MiB':>9} {'time/grad':>10} {'memory/grad':>12}")
     base = results["gradient"]
     for mode in MODES:
         result = results[mode]

@@ -10,8 +10,7 @@ Reading never runs code from the file unless the caller opts in with ``unsafe_pi
   with ``unsafe_pickle=True``.
 
 A folder written by Hugging Face's ``save_pretrained`` is read as one checkpoint: the shards its
-``model.safetensors.index.json`` lists, else its ``model.safetensors`` (or its only
-``.safetensors`` file).
+``model.safetensors.index.json`` lists, else its ``model.safetensors``.
 
 The object read is then searched for a state_dict: the object itself (a flat mapping of names to
 tensors), the entry ``state_dict``, ``model_state_dict``, ``model``, ``net`` or ``ema`` of a dict,
@@ -114,7 +113,7 @@ def load_checkpoint(
             truncated or corrupt file, a file of another kind (text, image), a file that holds
             code and ``unsafe_pickle`` is off, or no state_dict found.
     """
-    if Path(path).is_dir() and any(Path(path).glob("*.safetensors")):
+    if _weight_files(Path(path)):
         return _load_safetensors_folder(Path(path))
     path = _readable_file(path)
     sha256 = _sha256(path)
@@ -299,7 +298,9 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
 
 
 def _weight_files(folder: Path) -> list[Path]:
-    """The safetensors files of a ``save_pretrained`` folder (see the module docstring)."""
+    """The safetensors files of a ``save_pretrained`` folder: those its
+    ``model.safetensors.index.json`` lists, else ``model.safetensors``; ``[]`` for anything else.
+    """
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         try:
@@ -309,18 +310,11 @@ def _weight_files(folder: Path) -> list[Path]:
             raise CheckpointError(f"{index} is not a readable shard index: {exc}") from exc
         files = [folder / name for name in names]
         missing = [file.name for file in files if not file.is_file()]
-        if missing:
+        if missing or not files:
             raise CheckpointError(f"{folder} lacks shards its index lists: {preview(missing)}")
         return files
-    if (folder / "model.safetensors").is_file():
-        return [folder / "model.safetensors"]
-    found = sorted(folder.glob("*.safetensors"))
-    if len(found) > 1:
-        raise CheckpointError(
-            f"{folder} holds several .safetensors files ({preview(p.name for p in found)}) and "
-            "no model.safetensors.index.json; pass the file that holds the weights"
-        )
-    return found
+    single = folder / "model.safetensors"
+    return [single] if single.is_file() else []
 
 
 def _load_safetensors_folder(folder: Path) -> LoadedCheckpoint:

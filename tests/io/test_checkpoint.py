@@ -497,10 +497,9 @@ def test_a_sharded_folder_is_one_checkpoint(tmp_path):
         load_checkpoint(tmp_path)
 
 
-def test_a_folder_of_several_unindexed_weight_files_is_ambiguous(tmp_path):
+def test_a_folder_without_save_pretrained_weights_is_not_a_checkpoint(tmp_path):
     from safetensors.torch import save_file
 
-    for name in ("a.safetensors", "b.safetensors"):
-        save_file({"w": torch.zeros(1)}, str(tmp_path / name))
-    with pytest.raises(CheckpointError, match="several .safetensors files"):
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "weights.safetensors"))
+    with pytest.raises(CheckpointError, match="is a directory, not a checkpoint file"):
         load_checkpoint(tmp_path)
