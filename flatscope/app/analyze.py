@@ -147,7 +147,7 @@ def analyze(
             checkpoint (or weights), model, data, loss and settings; otherwise
             :class:`~flatscope.errors.ReportError`. Without it an old report is replaced.
         figures: with ``out``, render the figures of
-            :func:`flatscope.plotting.report_figures.render_report` after the metrics.
+            :func:`flatscope.app.plot.render_report` after the metrics.
         progress: draw progress bars on stderr (only when it is a terminal).
         checkpoint: the checkpoint the weights came from, recorded in the report; without it
             the report records the SHA-256 of the weights.

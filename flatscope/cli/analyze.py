@@ -10,6 +10,7 @@ read a checkpoint (model, data, loss) are shared with ``verify``, ``trajectory``
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +60,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def add_analysis_options(parser: argparse.ArgumentParser) -> None:
+def add_analysis_options(
+    parser: argparse.ArgumentParser,
+    metrics: Iterable[str] | None = None,
+    extra: Iterable[str] = (),
+    defaults: Mapping[str, Any] | None = None,
+) -> None:
     """The options that say how to load and analyse a checkpoint: model, data, loss and the
-    estimator settings. Shared by ``analyze``, ``verify``, ``trajectory`` and ``landscape``."""
+    settings that ``metrics`` read (every metric's by default) and ``extra`` ones, with the
+    command's own ``defaults`` where they differ from the API's (see
+    :func:`analysis_settings`). Shared by ``analyze``, ``verify``, ``trajectory`` and
+    ``landscape``."""
     from flatscope.app.inputs import DEFAULT_SUBSET
     from flatscope.cli.options import add_settings_options
-    from flatscope.metrics import AnalysisSettings
+    from flatscope.metrics import REGISTRY, AnalysisSettings, settings_of
 
     source = parser.add_argument_group("model")
     source.add_argument(
@@ -111,16 +120,22 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
         "flatscope run trained with, else cross_entropy)",
     )
     estimators = parser.add_argument_group("estimators")
-    add_settings_options(estimators, AnalysisSettings)
+    chosen = settings_of(REGISTRY if metrics is None else metrics)
+    add_settings_options(
+        estimators, AnalysisSettings, only={*chosen, *extra}, defaults=defaults
+    )
     estimators.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def analysis_settings(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
-    """The analysis settings given on the command line, with ``overrides``, validated."""
+def analysis_settings(
+    args: argparse.Namespace, defaults: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The analysis settings given on the command line over the command's ``defaults``,
+    validated."""
     from flatscope.cli.options import given_settings
     from flatscope.metrics import AnalysisSettings
 
-    settings = {**given_settings(args, AnalysisSettings), **overrides}
+    settings = {**(defaults or {}), **given_settings(args, AnalysisSettings)}
     AnalysisSettings(**settings)
     return settings
 

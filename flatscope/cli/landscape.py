@@ -32,7 +32,8 @@ directions (the plane or line is centred on each CKPT):
                 (default A=0.25); with --dims 2 a random direction orthogonal to it
 
 Writes OUT/<ckpt>-<kind>-<dims>d.npz (reload with LandscapeResult.load_npz) and PNG+PDF figures:
-1-D: slice-<kind> (every CKPT on one axis); 2-D: <ckpt>-<kind>-contour, <ckpt>-<kind>-surface.
+1-D: slice-<kind> (every CKPT on one axis); 2-D: <ckpt>-<kind>-contour, <ckpt>-<kind>-surface
+(every CKPT on one colour scale).
 
 example:
   flatscope landscape runs/fsgld/final.pt --directions pca:runs/fsgld --dims 2
@@ -73,7 +74,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="points per axis (default 51 in 1-D, 21 in 2-D)",
     )
     grid.add_argument("--out", metavar="DIR", help="output directory (./<CKPT name>-landscape)")
-    add_analysis_options(parser)
+    add_analysis_options(parser, metrics=(), extra=("eig_tol",))
     parser.set_defaults(run=run)
 
 
@@ -242,7 +243,12 @@ def run(args: argparse.Namespace) -> int:
     from flatscope.metrics import AnalysisSettings
     from flatscope.models.losses import build_loss
     from flatscope.operators.distributed import get_rank, process_group, shard_batches
-    from flatscope.plotting.landscape import plot_slice_1d, plot_surface_2d, plot_surface_3d
+    from flatscope.plotting.landscape import (
+        plot_slice_1d,
+        plot_surface_2d,
+        plot_surface_3d,
+        shared_levels,
+    )
     from flatscope.plotting.report_figures import save_figure
 
     kind, target = parse_directions(args.directions)
@@ -251,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(check_output_dir(args.out or f"{Path(args.checkpoints[0]).stem}-landscape"))
     if kind == "pca":
         run_checkpoints(target)  # a missing or empty run directory fails before any work
-    written, lines, slices = [], [], []
+    written, lines, slices, surfaces = [], [], [], {}
     # under torchrun every rank evaluates its shard of the batches; rank 0 writes and prints
     with process_group(settings.device):
         writer = get_rank() == 0
@@ -316,13 +322,15 @@ def run(args: argparse.Namespace) -> int:
             if args.dims == 1:
                 slices.append(result)
             else:
-                stem = out / f"{label}-{kind}"
-                written += save_figure(plot_surface_2d(result), f"{stem}-contour")
-                written += save_figure(plot_surface_3d(result), f"{stem}-surface")
+                surfaces[out / f"{label}-{kind}"] = result
     if not writer:
         return 0
     if slices:
         written += save_figure(plot_slice_1d(slices), out / f"slice-{kind}")
+    levels = shared_levels(list(surfaces.values())) if surfaces else None  # one colour scale
+    for stem, result in surfaces.items():
+        written += save_figure(plot_surface_2d(result, levels=levels), f"{stem}-contour")
+        written += save_figure(plot_surface_3d(result, levels=levels), f"{stem}-surface")
     print("\n".join(lines))
     print(f"wrote {', '.join(p.name for p in written)} in {out}")
     return 0

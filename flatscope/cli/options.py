@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = ["add_settings_options", "given_settings"]
@@ -29,13 +29,13 @@ def _kind(annotation: str) -> type:
     return _TYPES[first]
 
 
-def _help(field: dataclasses.Field) -> str:
+def _help(field: dataclasses.Field, default: Any) -> str:
     text = field.metadata["help"]
     if "choices" in field.metadata:
         text += f": {', '.join(field.metadata['choices'])}"
-    if field.default is None or isinstance(field.default, bool):
+    if default is None or isinstance(default, bool):
         return text
-    default = ",".join(field.default) if isinstance(field.default, tuple) else field.default
+    default = ",".join(default) if isinstance(default, tuple) else default
     return f"{text} (default {default})"
 
 
@@ -44,19 +44,23 @@ def add_settings_options(
     settings: type,
     *,
     only: Iterable[str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> None:
-    """Add one option per field of the dataclass ``settings`` (or of the fields in ``only``)."""
+    """Add one option per field of the dataclass ``settings`` (or of the fields in ``only``);
+    ``defaults`` are a command's own defaults, which its help states instead of the field's."""
     names = None if only is None else set(only)
+    defaults = defaults or {}
     for field in dataclasses.fields(settings):
         if names is not None and field.name not in names:
             continue
+        help_text = _help(field, defaults.get(field.name, field.default))
         flag = "--" + field.name.replace("_", "-")
         if field.type == "bool":
             group.add_argument(
                 flag,
                 action=argparse.BooleanOptionalAction,
                 default=argparse.SUPPRESS,
-                help=_help(field),
+                help=help_text,
             )
             continue
         kind = _kind(field.type)
@@ -66,7 +70,7 @@ def add_settings_options(
             default=argparse.SUPPRESS,
             metavar=field.metadata.get("metavar", _METAVARS[kind]),
             nargs=field.metadata.get("nargs"),
-            help=_help(field),
+            help=help_text,
         )
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+#: Where trajectory's settings differ from analyze's: one top eigenvalue per checkpoint.
+DEFAULTS = {"top_k": 1}
+
 HELP = "analyse every (or every Nth) checkpoint of a training run and plot flatness vs epoch"
 
 EPILOG = """\
@@ -39,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="trace,eigenvalues",
         help="metrics of each report, as in analyze (default %(default)s)",
     )
-    add_analysis_options(parser)
+    add_analysis_options(parser, defaults=DEFAULTS)
     parser.set_defaults(run=run)
 
 
@@ -52,8 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from flatscope.metrics import parse_metrics
 
     metrics = parse_metrics(args.metrics)
-    given = analysis_settings(args)
-    settings = {**given, "top_k": given.get("top_k", 1)}
+    settings = analysis_settings(args, DEFAULTS)
 
     def report_for(checkpoint: Path, report_dir: Path):
         try:

@@ -17,6 +17,12 @@ from typing import Any
 
 __all__ = ["add_parser", "checkpoint_report", "is_report_file", "run"]
 
+#: The metrics verify computes for checkpoints (sharpness only with --sharpness).
+METRICS = ("trace", "eigenvalues", "sharpness")
+#: Where verify's settings differ from analyze's: the top eigenvalue of every checkpoint and
+#: the most negative one of the subject, which the negative-curvature criterion needs.
+SUBJECT_DEFAULTS = {"top_k": 1, "bottom_k": 1}
+
 HELP = "decide whether a checkpoint sits at a minimum flatter than reference checkpoints"
 
 EPILOG = """\
@@ -129,7 +135,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="also require lower average-case sharpness (analyses with --metrics sharpness)",
     )
     claims.add_argument("--json", action="store_true", help="print the verdict as JSON")
-    add_analysis_options(parser)
+    add_analysis_options(parser, metrics=METRICS, defaults=SUBJECT_DEFAULTS)
     parser.set_defaults(run=run)
 
 
@@ -153,11 +159,9 @@ def run(args: argparse.Namespace) -> int:
     from flatscope.metrics import VerifySettings
 
     VerifySettings(args.grad_tol, args.neg_tol, args.confidence, args.sharpness)
-    metrics = ("trace", "eigenvalues") + (("sharpness",) if args.sharpness else ())
-    given = analysis_settings(args)
-    top_k = given.get("top_k", 1)
-    subject_settings = {**given, "top_k": top_k, "bottom_k": given.get("bottom_k") or 1}
-    reference_settings = {**given, "top_k": top_k}
+    metrics = METRICS[:2] + (("sharpness",) if args.sharpness else ())
+    subject_settings = analysis_settings(args, SUBJECT_DEFAULTS)
+    reference_settings = analysis_settings(args, {**SUBJECT_DEFAULTS, "bottom_k": 0})
     subject = _load(args, args.subject, metrics, subject_settings)
     references = {path: _load(args, path, metrics, reference_settings) for path in args.reference}
     verdict = verify(

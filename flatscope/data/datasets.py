@@ -7,10 +7,12 @@ Data specs (see :mod:`flatscope.models.specs` for the syntax):
     ``(N, 1, 8, 8)`` scaled from 0..16 to [0, 1], ``int64`` labels 0..9. A permutation drawn
     from ``numpy.random.default_rng(split_seed)`` splits them 60/20/20: the first 359 indices
     form ``test``, the next 359 ``val``, the remaining 1079 ``train``.
-``synthetic[:n=1000,d=16,classes=4,seed=0,separation=2.0]``
+``synthetic[:n=1000,d=16,classes=4,seed=0,separation=2.0,shape=none]``
     Gaussian blobs: class means ``separation * N(0, I_d)``, labels uniform, inputs
     ``mean[label] + N(0, I_d)``, shape ``(n, d)``; ``n`` samples in all, split 60/20/20 as
-    digits with ``split_seed = seed``.
+    digits with ``split_seed = seed``. ``shape`` (sizes joined by ``x``, such as ``3x32x32``)
+    gives each sample that shape instead, for convolutional models: the same blobs in
+    ``d = 3*32*32`` dimensions, reshaped; give ``d`` or ``shape``, not both.
 ``cifar10:PATH[,val=0,split_seed=0]``
     CIFAR-10 in torchvision's on-disk format (``data_batch_1..5``, ``test_batch``,
     ``batches.meta`` in ``PATH`` or ``PATH/cifar-10-batches-py``), read without torchvision
@@ -45,6 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -107,17 +110,37 @@ def digits(*, split: str, split_seed: int = 0) -> SplitData:
     return SplitData(images, labels, 10, tuple(str(digit) for digit in range(10)))
 
 
+def _sample_shape(shape: str) -> tuple[int, ...]:
+    """``"3x32x32"`` -> ``(3, 32, 32)``; every size a positive integer."""
+    try:
+        sizes = tuple(int(size) for size in shape.lower().split("x"))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise SpecError(
+            f"data 'synthetic' needs shape as positive sizes joined by 'x', such as 3x32x32; "
+            f"got {shape!r}"
+        )
+    return sizes
+
+
 @DATASETS.register("synthetic")
 def synthetic(
     *,
     split: str,
     n: int = 1000,
-    d: int = 16,
+    d: int | None = None,
     classes: int = 4,
     seed: int = 0,
     separation: float = 2.0,
+    shape: str | None = None,
 ) -> SplitData:
-    """Gaussian blobs: ``x = separation * mu[y] + N(0, I_d)`` with ``mu[c] ~ N(0, I_d)``."""
+    """Gaussian blobs: ``x = separation * mu[y] + N(0, I_d)`` with ``mu[c] ~ N(0, I_d)``;
+    ``d`` defaults to 16, or to the product of ``shape`` (``"3x32x32"``), each sample's shape."""
+    if d is not None and shape is not None:
+        raise SpecError(f"data 'synthetic' takes d or shape, not both; got d={d}, shape={shape!r}")
+    sample_shape = (16 if d is None else d,) if shape is None else _sample_shape(shape)
+    d = math.prod(sample_shape)
     if n < 1 or d < 1 or classes < 2:
         raise SpecError(
             f"data 'synthetic' needs n >= 1, d >= 1, classes >= 2; got {n}, {d}, {classes}"
@@ -127,7 +150,7 @@ def synthetic(
     labels = torch.randint(0, classes, (n,), generator=generator)
     inputs = means[labels] + torch.randn(n, d, generator=generator)
     index = torch.as_tensor(split_indices(n, split, seed, _fifth(n), _fifth(n)))
-    return SplitData(inputs[index], labels[index], classes)
+    return SplitData(inputs[index].reshape(-1, *sample_shape), labels[index], classes)
 
 
 DATASETS.register("cifar10")(cifar10)

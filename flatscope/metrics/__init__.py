@@ -9,6 +9,7 @@ for its claims and ``flatscope plot`` draws its figures.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 from collections.abc import Iterable, Mapping
@@ -16,7 +17,7 @@ from typing import Any
 
 from flatscope.metrics.base import AnalysisContext, Cell, Metric, VerifySettings
 from flatscope.metrics.criteria import FAIL, NOT_ESTABLISHED, PASS, Criterion
-from flatscope.metrics.settings import AnalysisError, AnalysisSettings
+from flatscope.metrics.settings import COMMON_SETTINGS, AnalysisError, AnalysisSettings
 
 __all__ = [
     "FAIL",
@@ -35,6 +36,7 @@ __all__ = [
     "metric_of",
     "ordered_entries",
     "parse_metrics",
+    "settings_of",
 ]
 
 _INFRASTRUCTURE = frozenset({"base", "criteria", "settings"})
@@ -110,3 +112,10 @@ def entries_of(metrics: Iterable[str], settings: AnalysisSettings) -> list[str]:
         for entry in metric.entries
         if metric.wanted(entry, settings)
     ]
+
+
+def settings_of(metrics: Iterable[str]) -> tuple[str, ...]:
+    """The :class:`AnalysisSettings` fields an analysis of ``metrics`` reads: the common ones
+    and each named metric's own, in the dataclass's order."""
+    names = set(COMMON_SETTINGS).union(*(REGISTRY[name].settings for name in metrics))
+    return tuple(f.name for f in dataclasses.fields(AnalysisSettings) if f.name in names)

@@ -113,12 +113,15 @@ class Metric:
         order: where it runs and is listed among the metrics (lower first).
         default: part of an analysis when no metrics are named.
         always: part of every analysis (loss and gradient norm).
+        settings: the fields of :class:`AnalysisSettings` it reads besides the common ones
+            (seed, dtype, device, params); a command offers only the options its metrics read.
     """
 
     name: ClassVar[str]
     entries: ClassVar[tuple[str, ...]]
     help: ClassVar[str]
     order: ClassVar[int]
+    settings: ClassVar[tuple[str, ...]] = ()
     default: ClassVar[bool] = False
     always: ClassVar[bool] = False
 

@@ -31,6 +31,7 @@ class DensityMetric(Metric):
     entries = ("spectral_density",)
     help = "spectral density by stochastic Lanczos quadrature"
     order = 30
+    settings = ("density_steps", "density_probes")
     default = True
 
     def budget(self, entry: str, settings: AnalysisSettings) -> int:

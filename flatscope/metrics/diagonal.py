@@ -47,6 +47,7 @@ class DiagonalMetric(Metric):
     entries = ("hessian_diagonal",)
     help = "Hutchinson estimate of the Hessian diagonal (summary per block)"
     order = 40
+    settings = ("num_matvecs",)
 
     def budget(self, entry: str, settings: AnalysisSettings) -> int:
         return settings.num_matvecs

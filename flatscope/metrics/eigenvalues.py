@@ -107,6 +107,7 @@ class EigenvalueMetric(Metric):
     entries = ("top_eigenvalues", "bottom_eigenvalues")
     help = "largest (and with --bottom-k most negative) eigenvalues with residual bounds"
     order = 20
+    settings = ("top_k", "bottom_k", "eig_tol", "eig_max_matvecs")
     default = True
 
     def wanted(self, entry: str, settings: AnalysisSettings) -> bool:

@@ -16,9 +16,18 @@ import torch
 from flatscope.errors import FlatscopeError
 from flatscope.linalg.trace import METHODS
 
-__all__ = ["AnalysisError", "AnalysisSettings", "DTYPES", "check_device", "flag"]
+__all__ = [
+    "COMMON_SETTINGS",
+    "DTYPES",
+    "AnalysisError",
+    "AnalysisSettings",
+    "check_device",
+    "flag",
+]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: Settings every analysis reads; the others belong to the metrics that read them.
+COMMON_SETTINGS = ("seed", "dtype", "device", "params")
 
 
 class AnalysisError(FlatscopeError, ValueError):

@@ -72,6 +72,7 @@ class SharpnessMetric(Metric):
     entries = ("sharpness",)
     help = "average-case (Gaussian) and worst-case sharpness"
     order = 50
+    settings = ("sharpness_sigma", "sharpness_rho", "trace_method", "num_matvecs")
 
     def budget(self, entry: str, settings: AnalysisSettings) -> int:
         return settings.num_matvecs

@@ -40,6 +40,7 @@ class TraceMetric(Metric):
     entries = ("hessian_trace",)
     help = "Hessian trace with its standard error and per-block traces"
     order = 10
+    settings = ("trace_method", "num_matvecs")
     default = True
 
     def budget(self, entry: str, settings: AnalysisSettings) -> int:

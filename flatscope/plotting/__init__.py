@@ -1,7 +1,8 @@
 """Figures from stored numbers (reports, landscapes); matplotlib only, never a model.
 
-Report figures live in :mod:`flatscope.plotting.report_figures`; landscape figures, when that
-module is installed, in :mod:`flatscope.plotting.landscape` and are re-exported here lazily.
+Report figures live in :mod:`flatscope.plotting.report_figures`; landscape figures in
+:mod:`flatscope.plotting.landscape`, re-exported here lazily. Plotting reads stored numbers
+(:mod:`flatscope.io`) and imports no compute code.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ __all__ = [
     "trace_figure",
 ]
 
-_LANDSCAPE = ("plot_slice_1d", "plot_surface_2d", "plot_surface_3d")
+_LANDSCAPE = ("plot_slice_1d", "plot_surface_2d", "plot_surface_3d", "shared_levels")
 
 
 def __getattr__(name: str) -> Any:

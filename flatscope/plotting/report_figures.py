@@ -1,9 +1,10 @@
 """Figures of an analysis report, drawn from the stored numbers alone (no model needed).
 
 - ``spectral_density``: the SLQ density smoothed by a Gaussian kernel
-  (:meth:`flatscope.linalg.density.SpectralDensity.evaluate`) on a log scale, which shows the
-  bulk near zero and the isolated outliers together (Ghorbani, Krishnan, Xiao, ICML 2019), with
-  the top (and bottom) eigenvalues marked;
+  (:func:`flatscope.io.spectral_measure.smoothed_density`, width stated in the title) on a log
+  scale, which shows the bulk near zero and the isolated outliers together (Ghorbani, Krishnan,
+  Xiao, ICML 2019), with the top (and bottom) eigenvalues marked; the line breaks where the
+  density falls below the plot's floor;
 - ``eigenvalues``: the top and bottom eigenvalues with their residual norms as error bars (a
   Ritz value ``theta`` with residual ``r`` lies within ``r`` of an eigenvalue);
 - ``trace_per_block``: the trace of each parameter tensor's diagonal Hessian block with its
@@ -26,9 +27,11 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from flatscope.io.atomic import atomic_write
-from flatscope.linalg.density import SpectralDensity
+from flatscope.io.spectral_measure import default_width, density_grid, smoothed_density
+from flatscope.plotting._density import DENSITY_FLOOR, plot_log_density, smoothing_note
 
 __all__ = [
+    "DENSITY_FLOOR",
     "FIGURE_FORMATS",
     "density_figure",
     "eigenvalue_figure",
@@ -38,8 +41,6 @@ __all__ = [
 
 FIGURE_FORMATS = ("png", "pdf")
 DPI = 150
-#: The density is drawn down to this fraction of its peak on the log scale.
-DENSITY_FLOOR = 1e-7
 _MARKERS = (
     ("top_eigenvalues", "tab:red", "top eigenvalues"),
     ("bottom_eigenvalues", "tab:blue", "bottom eigenvalues"),
@@ -51,23 +52,26 @@ def density_figure(metrics: Mapping[str, Any]) -> Figure | None:
     ``None`` when the report holds no ``spectral_density``."""
     if "spectral_density" not in metrics:
         return None
-    density = SpectralDensity.from_dict(metrics["spectral_density"])
-    grid = density.grid()
-    values = density.evaluate(grid).numpy()
-    floor = DENSITY_FLOOR * float(values.max())
+    entry = metrics["spectral_density"]
+    nodes, weights = np.asarray(entry["nodes"], float), np.asarray(entry["weights"], float)
+    width = default_width(nodes, weights)
+    grid = density_grid(nodes, weights, width)
+    values = smoothed_density(nodes, weights, grid, width)
     fig = Figure(figsize=(6, 3.8), layout="constrained")
     ax = fig.add_subplot()
-    ax.semilogy(grid.numpy(), np.maximum(values, floor), color="black", lw=1.2, label="density")
-    ax.set_ylim(bottom=floor)
+    plot_log_density(
+        ax, grid, values, DENSITY_FLOOR * values.max(), color="black", lw=1.2, label="density"
+    )
     for name, color, label in _MARKERS:
         for index, value in enumerate(metrics.get(name, {}).get("values", [])):
             if value is not None:
                 ax.axvline(value, color=color, ls="--", lw=0.8, label=None if index else label)
     ax.set_xlabel("eigenvalue")
     ax.set_ylabel("density (log scale)")
-    entry = metrics["spectral_density"]
     ax.set_title(
-        f"Hessian spectral density ({len(entry['nodes'])} probes, {entry['num_matvecs']} HVPs)"
+        f"Hessian spectral density ({entry['method'].upper()}, {len(entry['nodes'])} probes, "
+        f"{entry['num_matvecs']} HVPs)\n{smoothing_note(width)}",
+        fontsize="medium",
     )
     ax.legend(fontsize="small")
     return fig
@@ -109,6 +113,7 @@ def trace_figure(metrics: Mapping[str, Any]) -> Figure | None:
     positions = np.arange(len(names))
     ax.barh(positions, values, xerr=errors, color="tab:green", capsize=3)
     ax.set_yticks(positions, names, fontsize="small")
+    ax.set_ylabel("parameter tensor")
     ax.invert_yaxis()
     ax.axvline(0, color="black", lw=0.6)
     ax.set_xlabel("trace of the diagonal block")

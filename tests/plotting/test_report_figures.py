@@ -50,10 +50,11 @@ def test_the_density_is_drawn_on_a_log_scale_with_the_extremes_marked(metrics):
     density = SpectralDensity.from_dict(metrics["spectral_density"])
     grid = density.grid()
     expected = density.evaluate(grid).numpy()
+    floor = DENSITY_FLOOR * expected.max()
     np.testing.assert_allclose(curve.get_xdata(), grid.numpy())
-    np.testing.assert_allclose(
-        curve.get_ydata(), np.maximum(expected, DENSITY_FLOOR * expected.max())
-    )
+    np.testing.assert_allclose(curve.get_ydata(), np.where(expected >= floor, expected, np.nan))
+    assert ax.get_ylim()[0] == pytest.approx(floor)
+    assert f"σ = {density.default_width():.3g}" in ax.get_title()
     marked = sorted(line.get_xdata()[0] for line in markers)
     wanted = metrics["bottom_eigenvalues"]["values"] + metrics["top_eigenvalues"]["values"]
     assert marked == pytest.approx(sorted(wanted))
