@@ -30,12 +30,14 @@ MIB = 2**20
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def _rss() -> int:
+def rss() -> int:
+    """The current resident set size in bytes."""
     with open("/proc/self/statm") as file:
         return int(file.read().split()[1]) * _PAGE
 
 
-def _max_rss() -> int:
+def max_rss() -> int:
+    """The high-water mark of the resident set size in bytes."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
@@ -51,11 +53,11 @@ def measure(fn: Callable[[], Any], device: torch.device) -> dict[str, Any]:
         seconds = time.perf_counter() - start
         peak = torch.cuda.max_memory_allocated() - before
         return {"seconds": seconds, "peak_mib": peak / MIB, "how": "cuda max_memory_allocated"}
-    before, high_before = _rss(), _max_rss()
+    before, high_before = rss(), max_rss()
     start, cpu_start = time.perf_counter(), time.process_time()
     fn()
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    high_after = _max_rss()
+    high_after = max_rss()
     return {
         # one thread: CPU seconds are the compute, robust to other processes on the machine
         "seconds": cpu,

@@ -6,22 +6,29 @@ Hessians without weights, so equal sizes make all three the Hessian of the same 
 
 ``mlp-digits``  the zoo's ``mlp:hidden=32,depth=2`` (3,466 parameters, seeded weights) on the
                 first 1,792 scikit-learn digits in 7 batches of 256, cross-entropy.
-``gpt2-lm``     a GPT-2-shaped causal LM (vocabulary 96, width 16, 2 layers, 8,384 parameters,
-                seeded weights) on 32 random sequences of 16 tokens in 4 batches of 8, next-token
+``gpt2-lm``     a GPT-2-shaped causal LM (vocabulary 96, width 16, 2 layers, seeded weights)
+                on 32 random sequences of 16 tokens in 4 batches of 8, next-token
                 cross-entropy: flatscope with ``CausalLMLogits`` and ``causal_lm``, the other two
                 with a plain shifted ``cross_entropy`` of the same logits (not
                 hessian-eigenthings' ``hf_lm_loss``: the model's ``labels=`` loss casts the
-                logits to float32, which would cap any float64 comparison near 1e-7).
+                logits to float32, which would cap any float64 comparison near 1e-7). The model
+                uses eager attention: with PyTorch's fused attention, the CPU default,
+                hessian-eigenthings' double backward and curvlinops' forward-mode products both
+                fail (fused kernels have no second derivatives); flatscope switches to the math
+                kernel itself.
 
 For each library, three measurements, each in a fresh subprocess (one thread): one HVP with a
 fixed random vector (relative difference from the dense ``H v``), the 5 largest eigenvalues
 (largest relative error against ``eigvalsh`` of the dense Hessian, and the HVPs spent: flatscope's
-block Lanczos to ``tol=1e-6``; hessian-eigenthings' Lanczos, ``which="LA"``, 60 steps,
+block Lanczos to ``tol=1e-6`` with block size 5, as ``flatscope analyze`` runs it, and with block
+size 1 (``flatscope, block 1``); hessian-eigenthings' Lanczos, ``which="LA"``, 60 steps,
 ``tol=1e-6``; curvlinops through ``scipy.sparse.linalg.eigsh(which="LA", tol=1e-6)`` on its
 ``to_scipy()`` operator, as curvlinops documents) and the trace by Hutch++ with 60 HVPs (value,
 standard error where the library gives one, error against the exact trace). The dense reference
 is ``torch.autograd.functional.hessian`` of the mean loss over all batches. Peak memory is the
-RSS the step added, time the CPU seconds of the one-thread process (``benchmarks/_peak.py``).
+RSS high-water mark above the RSS before the library built its operator (so its own setup
+checks count), time the CPU seconds of the step in the one-thread process
+(``benchmarks/_peak.py``).
 Ratios are library / flatscope.
 
     python benchmarks/cross_library.py [--problems mlp-digits,gpt2-lm]
@@ -47,12 +54,19 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _peak import in_subprocess, measure  # noqa: E402
+from _peak import MIB, in_subprocess, max_rss, measure, rss  # noqa: E402
 
-LIBRARIES = ("flatscope", "hessian-eigenthings", "curvlinops")
 STEPS = ("hvp", "eigen", "trace")
+#: The table's rows: (row name, module it needs, steps measured).
+ROWS = (
+    ("flatscope", "flatscope", STEPS),
+    ("flatscope, block 1", "flatscope", ("eigen",)),
+    ("hessian-eigenthings", "hessian_eigenthings", STEPS),
+    ("curvlinops", "curvlinops", STEPS),
+)
 PROBLEMS = ("mlp-digits", "gpt2-lm")
 TOP_K, EIG_TOL, TRACE_MATVECS, HE_LANCZOS_STEPS = 5, 1e-6, 60, 60
 
@@ -93,7 +107,10 @@ class Problem:
         from flatscope.models.losses import build_loss
 
         torch.manual_seed(0)
-        config = GPT2Config(vocab_size=96, n_embd=16, n_layer=2, n_head=2, n_positions=16)
+        config = GPT2Config(
+            vocab_size=96, n_embd=16, n_layer=2, n_head=2, n_positions=16, bos_token_id=0,
+            eos_token_id=0, attn_implementation="eager",
+        )  # fmt: skip
         self.model = CausalLMLogits(GPT2LMHeadModel(config).double().eval())
         ids = torch.randint(0, 96, (32, 16), generator=torch.Generator().manual_seed(1))
         self.batches = [(chunk, chunk) for chunk in ids.split(8)]
@@ -129,7 +146,7 @@ class _Counted:
 # ---------------------------------------------------------------------------- the libraries
 
 
-def _flatscope(problem: Problem, step: str) -> dict[str, Any]:
+def _flatscope(problem: Problem, step: str, block_size: int = TOP_K) -> dict[str, Any]:
     import flatscope as fs
 
     op = fs.HessianOperator(problem.model, problem.loss_fn, problem.batches)
@@ -138,7 +155,7 @@ def _flatscope(problem: Problem, step: str) -> dict[str, Any]:
         return {"run": lambda: op @ v}
 
     def eigen() -> dict[str, Any]:
-        result = fs.eigenvalues(op, TOP_K, "largest", EIG_TOL, 2000, seed=0, block_size=TOP_K)
+        result = fs.eigenvalues(op, TOP_K, "largest", EIG_TOL, 2000, seed=0, block_size=block_size)
         return {"values": result.values.tolist(), "matvecs": result.num_matvecs}
 
     def trace() -> dict[str, Any]:
@@ -216,6 +233,7 @@ def _curvlinops(problem: Problem, step: str) -> dict[str, Any]:
 
 SETUPS = {
     "flatscope": _flatscope,
+    "flatscope, block 1": lambda problem, step: _flatscope(problem, step, block_size=1),
     "hessian-eigenthings": _hessian_eigenthings,
     "curvlinops": _curvlinops,
 }
@@ -231,7 +249,8 @@ def _reference(problem: Problem, out: Path) -> dict[str, Any]:
     def dense() -> None:
         measured["H"] = torch.autograd.functional.hessian(problem.flat_loss, weights)
 
-    cost = measure(dense, torch.device("cpu"))
+    with sdpa_kernel(SDPBackend.MATH):  # in case a model uses fused attention (no 2nd derivative)
+        cost = measure(dense, torch.device("cpu"))
     H = measured["H"]
     H = (H + H.T) / 2
     torch.save(H @ problem.probe(), out / f"{problem.name}-reference-hv.pt")
@@ -250,13 +269,16 @@ def worker(library: str, step: str, problem_name: str, out: Path) -> dict[str, A
     problem = Problem(problem_name)
     if library == "reference":
         return _reference(problem, out)
-    setup = SETUPS[library](problem, step)
+    before = rss()
+    setup = SETUPS[library](problem, step)  # the library's operator, with its own checks
     measured: dict[str, Any] = {}
 
     def run() -> None:
         measured["result"] = setup["run"]()
 
     cost = measure(run, torch.device("cpu"))
+    # peak over building the operator and the step, above the memory before either
+    cost["peak_mib"] = (max_rss() - before) / MIB
     result = measured["result"]
     if step == "hvp":
         product = torch.as_tensor(result).reshape(-1)
@@ -286,8 +308,8 @@ def _accuracy(
         hv = torch.load(out / f"{name}-{library}-hv.pt")
         return [f"{_relative(hv, torch.load(out / f'{name}-reference-hv.pt')):.1e}"]
     if step == "eigen":
-        top = torch.tensor(sorted(result["values"])[-TOP_K:])
-        exact = torch.tensor(reference["values"])
+        top = torch.tensor(sorted(result["values"])[-TOP_K:], dtype=torch.float64)
+        exact = torch.tensor(reference["values"], dtype=torch.float64)
         error = float(((top - exact).abs() / exact.abs()).max())
         return [f"{error:.2e}", str(result["matvecs"])]
     stderr = "" if result["stderr"] is None else f" ± {result['stderr']:.3g}"
@@ -318,7 +340,9 @@ def _problem_table(name: str, results: dict[str, dict[str, Any]], out: Path) -> 
     for step in STEPS:
         base = results["flatscope"][step]
         rows = []
-        for library in LIBRARIES:
+        for library, _, steps in ROWS:
+            if step not in steps:
+                continue
             result = results[library][step]
             if "error" in result:
                 rows.append([library, f"could not run: {result['error']}"])
@@ -339,9 +363,8 @@ def _problem_table(name: str, results: dict[str, dict[str, Any]], out: Path) -> 
         print(format_table(header, rows, markdown=False))
 
 
-def _available(library: str) -> str | None:
-    """Why ``library`` cannot be imported here, or ``None``."""
-    module = {"hessian-eigenthings": "hessian_eigenthings"}.get(library, library)
+def _available(module: str) -> str | None:
+    """Why ``module`` cannot be imported here, or ``None``."""
     try:
         __import__(module)
     except Exception as error:  # noqa: BLE001 - report whatever stops the import
@@ -360,18 +383,18 @@ def main() -> None:
         library, step, problem, out = args.worker
         print(json.dumps(worker(library, step, problem, Path(out))))
         return
-    missing = {library: _available(library) for library in LIBRARIES}
+    missing = {library: _available(module) for library, module, _ in ROWS}
     with tempfile.TemporaryDirectory() as directory:
         for name in args.problems.split(","):
             results: dict[str, Any] = {
                 "reference": in_subprocess(__file__, "--worker", "reference", "-", name, directory)
             }
-            for library in LIBRARIES:
+            for library, _, steps in ROWS:
                 results[library] = {
                     step: {"error": missing[library]}
                     if missing[library]
                     else in_subprocess(__file__, "--worker", library, step, name, directory)
-                    for step in STEPS
+                    for step in steps
                 }
             _problem_table(name, results, Path(directory))
 

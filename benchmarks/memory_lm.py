@@ -5,7 +5,9 @@ The model is GPT-2 small's shape (vocabulary 50257, width 768, 12 heads) with fe
 (``--layers``, default 4, to fit a small machine), random weights, on one batch of random token
 ids (``--batch`` sequences of ``--seq-len`` tokens) under the ``causal_lm`` loss. Each of
 
-- one gradient of the loss (``op.gradient()``),
+- one gradient as a training step takes it (``loss.backward()`` into the parameters' ``.grad``),
+  the unit of the ratios,
+- one gradient by the operator (``op.gradient()``: ``torch.func.grad`` into a flat vector),
 - one HVP by reverse-over-reverse (``hvp="double_backward"``),
 - one HVP by forward-over-reverse (``hvp="forward"``),
 
@@ -33,7 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _peak import MIB, in_subprocess, measure  # noqa: E402
 
 VOCAB, WIDTH, HEADS = 50257, 768, 12
-MODES = ("gradient", "double_backward", "forward")
+MODES = ("backward", "gradient", "double_backward", "forward")
+LABELS = {
+    "backward": "gradient, loss.backward()",
+    "gradient": "gradient, op.gradient()",
+    "double_backward": "HVP, hvp=double_backward",
+    "forward": "HVP, hvp=forward",
+}
 
 
 def _operator(args: argparse.Namespace, hvp: str):
@@ -63,8 +71,15 @@ def worker(args: argparse.Namespace) -> None:
     """Measure one of MODES in this process and print the result as one JSON line."""
     torch.set_num_threads(1)
     mode = args.worker
-    op = _operator(args, "double_backward" if mode == "gradient" else mode)
-    if mode == "gradient":
+    op = _operator(args, mode if mode in ("double_backward", "forward") else "double_backward")
+    if mode == "backward":
+        (ids, labels), model = op.data[0], op.model
+
+        def backward() -> None:
+            op.loss_fn(model(ids.to(op.device)), labels.to(op.device)).backward()
+
+        result = measure(backward, op.device)
+    elif mode == "gradient":
         result = measure(op.gradient, op.device)
     else:
         v = torch.randn(op.shape[0], generator=torch.Generator().manual_seed(2)).to(op.device)
@@ -101,14 +116,14 @@ def main() -> None:
         f"{args.seq_len} tokens; one logits tensor {logits_mib:.0f} MiB; device {args.device}"
     )
     print(f"{'product':<30} {'CPU s':>8} {'peak MiB':>9} {'time/grad':>10} {'memory/grad':>12}")
-    base = results["gradient"]
+    base = results["backward"]
     for mode in MODES:
         result = results[mode]
         if "error" in result:
-            print(f"{mode:<30} failed: {result['error']}")
+            print(f"{LABELS[mode]:<30} failed: {result['error']}")
             continue
-        label = "gradient" if mode == "gradient" else f"HVP hvp={mode}"
-        if result.get("hvp_mode_used", mode) != mode and mode != "gradient":
+        label = LABELS[mode]
+        if result.get("hvp_mode_used", mode) != mode and mode in ("double_backward", "forward"):
             label += f" (ran {result['hvp_mode_used']})"
         ratios = ("", "")
         if "error" not in base:
