@@ -41,6 +41,7 @@ from flatscope.metrics import (
     metric_of,
     parse_metrics,
 )
+from flatscope.metrics.budget import check_problem_size
 from flatscope.metrics.settings import flag
 from flatscope.models.losses import LossFn, build_loss
 from flatscope.models.losses import loss_spec as canonical_loss_spec
@@ -173,6 +174,7 @@ def analyze(
     loss_fn, loss_name = _loss(loss_fn, loss_spec)
     batches, data_info = _data_header(data, data_spec)
     operator = _operator(model, loss_fn, batches, config)
+    check_problem_size(config, entries, operator.shape[0], config.torch_dtype, operator.device)
     if config.device is None:
         config = dataclasses.replace(config, device=str(operator.device))
 

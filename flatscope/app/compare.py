@@ -348,8 +348,9 @@ def write_comparison(comparison: Comparison, out: str | os.PathLike) -> list[Pat
         out / "comparison.md": comparison.markdown(),
         out / "comparison.json": json.dumps(comparison.to_dict(), indent=2) + "\n",
     }
-    for path, text in files.items():
-        atomic_write(path, lambda file, text=text: file.write(text.encode("utf-8")))
     metrics = {entry.label: entry.metrics for entry in comparison.entries}
     slices = {entry.label: landscape_slices(entry) for entry in comparison.entries}
-    return [*files, *render_comparison(metrics, out, slices)]
+    figures = render_comparison(metrics, out, slices)  # drawn before any text file is written
+    for path, text in files.items():
+        atomic_write(path, lambda file, text=text: file.write(text.encode("utf-8")))
+    return [*files, *figures]

@@ -15,14 +15,17 @@ from typing import Any
 
 from torch import nn
 
-from flatscope.data.datasets import DataBundle, load_data
+from flatscope.data.datasets import DATASETS, DataBundle, load_data
+from flatscope.data.fit import check_model_fits
 from flatscope.errors import CheckpointError, FlatscopeError
 from flatscope.io.checkpoint import LoadedCheckpoint, apply_state_dict, load_checkpoint
-from flatscope.models.zoo import build_model, model_spec
+from flatscope.models.losses import LOSSES, loss_spec
+from flatscope.models.zoo import MODELS, build_model, model_spec
 
 __all__ = [
     "DEFAULT_SUBSET",
     "CheckpointInputs",
+    "check_checkpoint_inputs",
     "load_checkpoint_inputs",
     "model_from_checkpoint",
 ]
@@ -75,7 +78,7 @@ def model_from_checkpoint(
         )
         raise CheckpointError(
             f"{checkpoint.path}: {need}; pass --model NAME[:k=v,...] (mlp, cnn, resnet18, "
-            "resnet34, linear, hf:FOLDER) or --model package.module:factory to rebuild the model"
+            "resnet34, linear, hf:FOLDER) or --model module:factory to rebuild the model"
         )
     model = build_model(spec, trust_remote_code=trust_remote_code)
     apply_state_dict(model, checkpoint.state_dict)
@@ -107,9 +110,14 @@ def load_checkpoint_inputs(
     seed: int = 0,
     checkpoint_key: str | None = None,
     unsafe_pickle: bool = False,
+    trust_specs: bool = False,
     trust_remote_code: bool = False,
 ) -> CheckpointInputs:
     """Read a checkpoint and build its model, data and loss (see the module docs).
+
+    The checkpoint's own specs resolve to registry names only unless ``trust_specs`` (see
+    :class:`flatscope.models.specs.FileSpec`); the loss is resolved and the labels are checked
+    against the model's classes before any work.
 
     Args:
         path: the checkpoint file (or a ``save_pretrained`` folder).
@@ -121,13 +129,15 @@ def load_checkpoint_inputs(
             (the whole split when it is smaller), drawn with ``seed``.
         batch_size: the batch size of the data passes (default 128).
         seed: seeds the subset.
-        checkpoint_key, unsafe_pickle: as for :func:`flatscope.io.load_checkpoint`.
-        trust_remote_code: let ``model`` ``hf:FOLDER`` run the folder's own code.
+        checkpoint_key, unsafe_pickle, trust_specs: as for :func:`flatscope.io.load_checkpoint`.
+        trust_remote_code: let ``model`` ``hf:FOLDER`` run the folder's own code (never a spec).
 
     Raises:
         FlatscopeError: the checkpoint, a spec or the data cannot be used (one line).
     """
-    checkpoint = load_checkpoint(path, key=checkpoint_key, unsafe_pickle=unsafe_pickle)
+    checkpoint = load_checkpoint(
+        path, key=checkpoint_key, unsafe_pickle=unsafe_pickle, trust_specs=trust_specs
+    )
     network, spec = model_from_checkpoint(checkpoint, model, trust_remote_code=trust_remote_code)
     extra: dict[str, Any] = checkpoint.metadata.get("extra") or {}
     own_data = data is None and checkpoint.data_spec is not None
@@ -141,5 +151,40 @@ def load_checkpoint_inputs(
     )
     size = _subset_size(subset, len(bundle))
     bundle = bundle if size is None else bundle.subset(size)
-    trained_loss = loss or extra.get("loss") or "cross_entropy"
+    origin = f"data {bundle.spec!r}" if labels is None else f"the training labels of {path}"
+    check_model_fits(network, bundle, model_name=repr(spec), origin=origin)
+    trained_loss = loss or checkpoint.loss_spec or "cross_entropy"
+    loss_spec(trained_loss)  # resolved, not called: a bad loss fails before any work
     return CheckpointInputs(checkpoint, network, spec, bundle, trained_loss)
+
+
+def check_checkpoint_inputs(
+    path: str | os.PathLike,
+    *,
+    model: str | None = None,
+    data: str | None = None,
+    loss: str | None = None,
+    checkpoint_key: str | None = None,
+    unsafe_pickle: bool = False,
+    trust_specs: bool = False,
+    **_: Any,
+) -> None:
+    """Read a checkpoint and resolve, without building anything, the model, data and loss specs
+    that :func:`load_checkpoint_inputs` would build for it (the same keywords), so that a bad
+    checkpoint fails before any work (``trajectory`` checks every checkpoint of a run first).
+
+    Raises:
+        FlatscopeError: as :func:`load_checkpoint_inputs` for the checkpoint and its specs.
+    """
+    checkpoint = load_checkpoint(
+        path, key=checkpoint_key, unsafe_pickle=unsafe_pickle, trust_specs=trust_specs
+    )
+    if model is None and checkpoint.model_spec is None:
+        model_from_checkpoint(checkpoint)  # a pickled module, else the one-line error
+    for registry, spec in (
+        (MODELS, model or checkpoint.model_spec),
+        (DATASETS, data or checkpoint.data_spec),
+        (LOSSES, loss or checkpoint.loss_spec),
+    ):
+        if spec is not None:
+            registry.resolve(spec)

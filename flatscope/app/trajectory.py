@@ -204,13 +204,13 @@ def trajectory(
         figures: also draw ``trajectory.png`` and ``trajectory.pdf``.
 
     Raises:
-        FlatscopeError: no run or no checkpoints there, a bad ``every``. OutputError: ``out``
-            cannot be written.
+        FlatscopeError: no run or no checkpoints there, a corrupt ``config.json``, a bad
+            ``every``. OutputError: ``out`` cannot be written (each report is written when it
+            is finished, the trajectory files at the end).
     """
     run_dir = Path(run_dir)
     chosen = select_checkpoints(run_checkpoints(run_dir), every)
     out = run_dir / "trajectory" if out is None else Path(out)
-    make_output_dir(out / REPORTS_DIR)
     records = read_records(run_dir)
     points = []
     for checkpoint in chosen:
@@ -223,6 +223,7 @@ def trajectory(
         record = records.get(checkpoint.epoch, {})
         points.append(_point(checkpoint, report_path, reused, document["metrics"], record))
     result = Trajectory(run_dir, out, points)
+    make_output_dir(out)
     text = json.dumps(result.to_dict(), indent=2) + "\n"
     atomic_write(out / "trajectory.json", lambda file: file.write(text.encode("utf-8")))
     markdown = f"# Trajectory of {run_dir}\n\n{result.table(markdown=True)}\n"

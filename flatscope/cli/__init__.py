@@ -6,6 +6,8 @@ inside ``run`` so that ``flatscope --help`` stays fast.
 
 Errors the user can fix are :class:`flatscope.errors.FlatscopeError`; they, and any other
 failure, print one line on stderr and exit with status 2 (``--debug`` shows the traceback).
+So do bad arguments (one line and where to read the usage, not argparse's usage block) and a
+``sys.exit()`` from user code (a model, data or loss factory) in the middle of a command.
 
 Every subcommand takes ``--threads N``, the CPU threads PyTorch uses (see :func:`default_threads`).
 """
@@ -16,16 +18,25 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-__all__ = ["main", "console_main", "COMMANDS", "default_threads"]
+__all__ = ["main", "console_main", "COMMANDS", "OneLineParser", "default_threads"]
 
 COMMANDS = ("analyze", "plot", "train", "demo", "landscape", "verify", "compare", "trajectory")
 EXIT_BAD_INPUT = 2
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line and a pointer to the help."""
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {text} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every available subcommand registered."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="flatscope", description="Hessian-spectrum and flatness analysis for PyTorch models."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -81,6 +92,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("flatscope: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as exit:  # flatscope never exits inside a command: user code did
+        if args.debug:
+            raise
+        print(
+            f"flatscope: error: user code called sys.exit({exit.code!r}) during "
+            f"flatscope {args.command}; a model, data or loss must return, not exit",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     except Exception as err:  # noqa: BLE001 - the one place that turns errors into messages
         if args.debug:
             raise

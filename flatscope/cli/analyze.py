@@ -10,6 +10,7 @@ read a checkpoint (model, data, loss) are shared with ``verify``, ``trajectory``
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = [
     "checkpoint_inputs",
     "load_inputs",
     "run",
+    "writer_lock",
 ]
 
 
@@ -79,9 +81,9 @@ def add_analysis_options(
     source.add_argument(
         "--model",
         metavar="SPEC",
-        help="NAME[:k=v,...] from the zoo (mlp, cnn, resnet18, resnet34, linear, "
-        "hf:FOLDER for a Hugging Face causal LM) or package.module:factory[:k=v,...]; "
-        "optional for checkpoints written by flatscope",
+        help="NAME[:k=v,...] from the zoo (mlp, cnn, resnet18, resnet34, linear, hf:FOLDER for "
+        "a Hugging Face causal LM) or module:factory[:k=v,...] (also package.module:..., "
+        "path/file.py:...); optional for checkpoints written by flatscope",
     )
     source.add_argument(
         "--trust-remote-code",
@@ -97,6 +99,13 @@ def add_analysis_options(
         action="store_true",
         help="also read TorchScript archives and pickled modules (runs code from the file: "
         "only for files you trust)",
+    )
+    source.add_argument(
+        "--trust-specs",
+        action="store_true",
+        help="let the checkpoint's own model, data and loss specs import code "
+        "(module:factory); by default only zoo, data set and loss names are taken from a "
+        "file. Only for files you trust",
     )
     data = parser.add_argument_group("data and loss")
     data.add_argument(
@@ -121,9 +130,7 @@ def add_analysis_options(
     )
     estimators = parser.add_argument_group("estimators")
     chosen = settings_of(REGISTRY if metrics is None else metrics)
-    add_settings_options(
-        estimators, AnalysisSettings, only={*chosen, *extra}, defaults=defaults
-    )
+    add_settings_options(estimators, AnalysisSettings, only={*chosen, *extra}, defaults=defaults)
     estimators.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -146,6 +153,7 @@ def checkpoint_inputs(args: argparse.Namespace) -> dict[str, Any]:
     return {
         **{name: getattr(args, name) for name in names},
         "unsafe_pickle": args.unsafe_pickle,
+        "trust_specs": args.trust_specs,
         "trust_remote_code": args.trust_remote_code,
     }
 
@@ -168,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     settings = analysis_settings(args)  # every bad option fails here, before any file is read
     metrics = parse_metrics(args.metrics)
     out = check_output_dir(args.out or f"{Path(args.checkpoint).stem}-analysis")
-    with process_group(settings.get("device")):
+    with process_group(settings.get("device")), writer_lock(out):
         report = analyze_checkpoint(
             args.checkpoint,
             metrics,
@@ -185,3 +193,12 @@ def run(args: argparse.Namespace) -> int:
         figures = "" if args.no_figures else f"; figures in {out}"
         print(f"report: {out / REPORT_NAME}{figures}")
     return 0
+
+
+def writer_lock(out: Path) -> contextlib.AbstractContextManager:
+    """The exclusive lock of the output folder, held by the process that writes it (rank 0
+    under ``torchrun``; the other ranks write nothing)."""
+    from flatscope.io.lock import output_lock
+    from flatscope.operators.distributed import get_rank
+
+    return output_lock(out) if get_rank() == 0 else contextlib.nullcontext(out)

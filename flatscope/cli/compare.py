@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     """Print the table of shared metrics; with ``--out`` write the files and figures."""
     from flatscope.app.compare import ERROR_NOTE, compare, write_comparison
     from flatscope.errors import FlatscopeError
+    from flatscope.io.lock import output_lock
 
     if args.labels is not None and len(args.labels) != len(args.inputs):
         raise FlatscopeError(
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     for note in comparison.notes:
         print(f"note: {note}")
     if args.out is not None:
-        written = write_comparison(comparison, args.out)
+        with output_lock(args.out):
+            written = write_comparison(comparison, args.out)
         print(f"wrote {len(written)} files to {args.out} (comparison.md has per-block traces)")
     return 0

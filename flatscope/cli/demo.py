@@ -29,11 +29,13 @@ def run_demo(args: argparse.Namespace) -> int:
     """Run the demo with the chosen plan and print its table."""
     from flatscope.app.demo import FULL, QUICK, main_demo, with_seeds
     from flatscope.errors import FlatscopeError
+    from flatscope.io.lock import output_lock
 
     for name in ("seeds", "epochs"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise FlatscopeError(f"--{name} must be a positive integer, got {value}")
     plan = with_seeds(QUICK if args.quick else FULL, args.seeds, args.epochs)
-    main_demo(args.out, plan, quiet=args.quiet)
+    with output_lock(args.out):
+        main_demo(args.out, plan, quiet=args.quiet)
     return 0

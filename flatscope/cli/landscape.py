@@ -19,6 +19,8 @@ HELP = "loss along 1-D slices or on 2-D planes around checkpoints, with figures"
 DIRECTION_KINDS = ("random", "eigen", "pca:RUN_DIR", "interp:CKPT2")
 DEFAULT_RESOLUTION = {1: 51, 2: 21}
 DEFAULT_RANGE = 1.0
+MAX_RANGE = 1e6
+RESOLUTION_LIMITS = (2, 1001)
 DEFAULT_INTERP_RANGE = 0.25
 PCA_MARGIN = 1.2  # the default pca range covers the projected path with this margin
 
@@ -65,13 +67,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--range",
         type=float,
         metavar="A",
-        help=f"coefficients in [-A, A] (default {DEFAULT_RANGE}; see below for pca and interp)",
+        help=f"coefficients in [-A, A], 0 < A <= {MAX_RANGE:g} (default {DEFAULT_RANGE}; see "
+        "below for pca and interp)",
     )
+    low, high = RESOLUTION_LIMITS
     grid.add_argument(
         "--resolution",
         type=int,
         metavar="N",
-        help="points per axis (default 51 in 1-D, 21 in 2-D)",
+        help=f"points per axis, {low} to {high} (default 51 in 1-D, 21 in 2-D)",
     )
     grid.add_argument("--out", metavar="DIR", help="output directory (./<CKPT name>-landscape)")
     add_analysis_options(parser, metrics=(), extra=("eig_tol",))
@@ -110,12 +114,32 @@ def parse_directions(text: str) -> tuple[str, str | None]:
 def _check_grid(args: argparse.Namespace) -> tuple[int, float | None]:
     from flatscope.errors import FlatscopeError
 
-    resolution = args.resolution or DEFAULT_RESOLUTION[args.dims]
-    if resolution < 2:
-        raise FlatscopeError(f"--resolution must be at least 2 points, got {resolution}")
-    if args.range is not None and not args.range > 0:
-        raise FlatscopeError(f"--range must be a positive number, got {args.range}")
+    resolution = DEFAULT_RESOLUTION[args.dims] if args.resolution is None else args.resolution
+    low, high = RESOLUTION_LIMITS
+    if not low <= resolution <= high:
+        raise FlatscopeError(
+            f"--resolution must be {low} to {high} points per axis, got {resolution}"
+        )
+    if args.range is not None and not 0 < args.range <= MAX_RANGE:
+        raise FlatscopeError(
+            f"--range must be a positive finite number of at most {MAX_RANGE:g}, got {args.range}"
+        )
     return resolution, args.range
+
+
+def _check_finite(label: str, result: Any) -> None:
+    """Refuse a grid whose loss overflowed: its figures would be blank or NaN."""
+    import numpy as np
+
+    bad = ~np.isfinite(result.loss)
+    if bad.any():
+        from flatscope.errors import FlatscopeError
+
+        reach = max(float(np.abs(coords).max()) for coords in result.coords)
+        raise FlatscopeError(
+            f"{label}: the loss is not finite at {int(bad.sum())} of {bad.size} grid points "
+            f"(coefficients up to {reach:g}); lower --range"
+        )
 
 
 def _weights_of(args: argparse.Namespace, path: Path, model: Any, params: Any, center: str) -> Any:
@@ -236,8 +260,8 @@ def run(args: argparse.Namespace) -> int:
     """Compute, save and plot the landscapes; print one line per checkpoint."""
     import sys
 
-    from flatscope.cli.analyze import analysis_settings, load_inputs
-    from flatscope.io.output import check_output_dir, make_output_dir
+    from flatscope.cli.analyze import analysis_settings, load_inputs, writer_lock
+    from flatscope.io.output import check_output_dir
     from flatscope.io.run_folder import run_checkpoints
     from flatscope.landscape import slice_1d, surface_2d
     from flatscope.metrics import AnalysisSettings
@@ -259,10 +283,14 @@ def run(args: argparse.Namespace) -> int:
         run_checkpoints(target)  # a missing or empty run directory fails before any work
     written, lines, slices, surfaces = [], [], [], {}
     # under torchrun every rank evaluates its shard of the batches; rank 0 writes and prints
-    with process_group(settings.device):
+    with process_group(settings.device), writer_lock(out):
         writer = get_rank() == 0
-        for path, label in zip(args.checkpoints, _labels(args.checkpoints), strict=True):
-            inputs = load_inputs(args, path, settings.seed)
+        # every checkpoint, model, data set and loss is read before any work
+        loaded = [load_inputs(args, path, settings.seed) for path in args.checkpoints]
+        results = {}
+        for path, label, inputs in zip(
+            args.checkpoints, _labels(args.checkpoints), loaded, strict=True
+        ):
             checkpoint, model, spec, data = (
                 inputs.checkpoint,
                 inputs.model,
@@ -312,10 +340,13 @@ def run(args: argparse.Namespace) -> int:
                 directions_arg=args.directions,
                 spans=[list(s) for s in found.spans],
             )
+            _check_finite(label, result)
             lines.append(_summary_line(label, result, found.note))
-            if not writer:
-                continue
-            make_output_dir(out)
+            results[label] = result
+        if not writer:
+            return 0
+        # written only once every landscape is computed: a failure leaves no partial output
+        for label, result in results.items():
             npz = out / f"{label}-{kind}-{args.dims}d.npz"
             result.save_npz(npz)
             written.append(npz)
@@ -323,14 +354,12 @@ def run(args: argparse.Namespace) -> int:
                 slices.append(result)
             else:
                 surfaces[out / f"{label}-{kind}"] = result
-    if not writer:
-        return 0
-    if slices:
-        written += save_figure(plot_slice_1d(slices), out / f"slice-{kind}")
-    levels = shared_levels(list(surfaces.values())) if surfaces else None  # one colour scale
-    for stem, result in surfaces.items():
-        written += save_figure(plot_surface_2d(result, levels=levels), f"{stem}-contour")
-        written += save_figure(plot_surface_3d(result, levels=levels), f"{stem}-surface")
+        if slices:
+            written += save_figure(plot_slice_1d(slices), out / f"slice-{kind}")
+        levels = shared_levels(list(surfaces.values())) if surfaces else None  # one colour scale
+        for stem, result in surfaces.items():
+            written += save_figure(plot_surface_2d(result, levels=levels), f"{stem}-contour")
+            written += save_figure(plot_surface_3d(result, levels=levels), f"{stem}-surface")
     print("\n".join(lines))
     print(f"wrote {', '.join(p.name for p in written)} in {out}")
     return 0

@@ -48,10 +48,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Analyse the checkpoints (reusing stored reports), print the table, write the files."""
-    from flatscope.app.trajectory import trajectory
-    from flatscope.cli.analyze import analysis_settings
+    from flatscope.app.inputs import check_checkpoint_inputs
+    from flatscope.app.trajectory import select_checkpoints, trajectory
+    from flatscope.cli.analyze import analysis_settings, checkpoint_inputs
     from flatscope.cli.verify import checkpoint_report
     from flatscope.errors import ReportError
+    from flatscope.io.lock import output_lock
+    from flatscope.io.run_folder import run_checkpoints
     from flatscope.metrics import parse_metrics
 
     metrics = parse_metrics(args.metrics)
@@ -65,7 +68,11 @@ def run(args: argparse.Namespace) -> int:
         except ReportError:  # made from other inputs, or unreadable: replace it
             return checkpoint_report(args, checkpoint, metrics, settings, out=report_dir)
 
-    result = trajectory(args.run_dir, report_for, every=args.every, out=args.out)
+    for checkpoint in select_checkpoints(run_checkpoints(args.run_dir), args.every):
+        check_checkpoint_inputs(checkpoint.path, **checkpoint_inputs(args))  # before any work
+    out = Path(args.out) if args.out else Path(args.run_dir) / "trajectory"
+    with output_lock(out):
+        result = trajectory(args.run_dir, report_for, every=args.every, out=out)
     print(result.table())
     print(
         f"{len(result.computed)} reports computed, {len(result.reused)} reused; "

@@ -139,13 +139,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _load(
-    args: argparse.Namespace, path: str, metrics: tuple[str, ...], settings: dict[str, Any]
-) -> dict[str, Any]:
+def _read_all(args: argparse.Namespace, paths: list[str]) -> dict[str, dict[str, Any]]:
+    """Every report's document, after checking that every checkpoint and its specs can be
+    read: a bad reference fails before the subject is analysed."""
+    from flatscope.app.inputs import check_checkpoint_inputs
+    from flatscope.cli.analyze import checkpoint_inputs
     from flatscope.io import Report
 
-    if is_report_file(path):
-        return Report.load(path).to_dict()
+    reports = {path: Report.load(path).to_dict() for path in paths if is_report_file(path)}
+    for path in paths:
+        if path not in reports:
+            check_checkpoint_inputs(path, **checkpoint_inputs(args))
+    return reports
+
+
+def _load(
+    args: argparse.Namespace,
+    path: str,
+    reports: dict[str, dict[str, Any]],
+    metrics: tuple[str, ...],
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    if path in reports:
+        return reports[path]
     return checkpoint_report(args, path, metrics, settings).to_dict()
 
 
@@ -162,8 +178,11 @@ def run(args: argparse.Namespace) -> int:
     metrics = METRICS[:2] + (("sharpness",) if args.sharpness else ())
     subject_settings = analysis_settings(args, SUBJECT_DEFAULTS)
     reference_settings = analysis_settings(args, {**SUBJECT_DEFAULTS, "bottom_k": 0})
-    subject = _load(args, args.subject, metrics, subject_settings)
-    references = {path: _load(args, path, metrics, reference_settings) for path in args.reference}
+    reports = _read_all(args, [args.subject, *args.reference])
+    subject = _load(args, args.subject, reports, metrics, subject_settings)
+    references = {
+        path: _load(args, path, reports, metrics, reference_settings) for path in args.reference
+    }
     verdict = verify(
         subject,
         references,

@@ -67,7 +67,7 @@ from flatscope.data.random_streams import (
 )
 from flatscope.data.splits import SplitData, split_indices
 from flatscope.data.tokens import text_file, token_file
-from flatscope.models.specs import Registry, SpecError, accepts_keyword, parse_spec
+from flatscope.models.specs import Registry, SpecError, accepts_keyword
 
 __all__ = [
     "DATASETS",
@@ -238,6 +238,11 @@ class DataBundle:
         return _dataset_labels(self.dataset)
 
     @property
+    def labels_in_memory(self) -> bool:
+        """Whether :attr:`labels` is a tensor already (else reading it visits every item)."""
+        return isinstance(self.dataset, (TensorDataset, _RelabeledDataset))
+
+    @property
     def noisy_mask(self) -> torch.Tensor | None:
         """Which labels differ from the clean ones, or None when the labels are clean."""
         return None if self.clean_labels is None else self.labels != self.clean_labels
@@ -373,7 +378,7 @@ def _as_dataset(result: Any, spec: str) -> tuple[Dataset, Callable | None, int |
 
 
 def _build_split(spec: str, split: str, seed: int, batch_size: int | None) -> DataBundle:
-    parsed = parse_spec(spec)
+    parsed = DATASETS.parse(spec)
     factory = DATASETS.resolve(parsed)
     if not parsed.is_import and split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")

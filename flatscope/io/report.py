@@ -51,6 +51,7 @@ import torch
 
 from flatscope.errors import ReportError, preview
 from flatscope.io.atomic import atomic_write
+from flatscope.io.report_schema import validate_document
 
 __all__ = [
     "REPORT_SCHEMA",
@@ -194,7 +195,9 @@ class Report:
 
         Raises:
             ReportError: the file is missing, a directory, not JSON, not a flatscope report,
-                of an unsupported schema version, or lacks required fields.
+                of an unsupported schema version, lacks required fields, or holds malformed
+                numbers (see :mod:`flatscope.io.report_schema`; one validator for every
+                command that reads reports).
         """
         path = Path(path)
         if path.is_dir():
@@ -349,6 +352,7 @@ def _validate(document: Any, path: Path) -> None:
     not_objects = [name for name in OBJECT_FIELDS if not isinstance(document[name], dict)]
     if not_objects:
         raise ReportError(f"{path} is a malformed report: {', '.join(not_objects)} must be objects")
+    validate_document(document, str(path))
 
 
 def _lookup(document: Mapping[str, Any], dotted: str) -> Any:

@@ -90,8 +90,10 @@ def read_config(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError, ValueError) as err:
+    except (OSError, UnicodeDecodeError) as err:
         raise FlatscopeError(f"cannot read {path}: {err}") from None
+    except ValueError as err:
+        raise FlatscopeError(f"{path} is corrupt: it is not JSON ({err})") from None
     if not isinstance(document, dict):
         raise FlatscopeError(f"{path} is not a run configuration: it holds no JSON object")
     return document
@@ -143,12 +145,23 @@ def append_record(run_dir: str | os.PathLike, record: Mapping[str, Any]) -> None
 
 
 def _final_epoch(run_dir: Path, epochs_seen: list[int]) -> int:
-    """The epoch of ``final.pt``: the configured epochs, else the last metrics record."""
-    config = read_config(run_dir) or {}
-    try:
-        return int(config["config"]["epochs"])
-    except (KeyError, TypeError, ValueError):
-        pass
+    """The epoch of ``final.pt``: the configured epochs, else (no ``config.json``) the last
+    metrics record.
+
+    Raises:
+        FlatscopeError: ``config.json`` exists but holds no positive ``config.epochs``.
+    """
+    config = read_config(run_dir)
+    if config is not None:
+        settings = config.get("config")
+        epochs = settings.get("epochs") if isinstance(settings, dict) else None
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise FlatscopeError(
+                f"{run_dir / CONFIG_FILE} is corrupt: it holds no config.epochs, so the epoch of "
+                f"{FINAL_CHECKPOINT} is unknown; restore the file, or remove it to number "
+                f"{FINAL_CHECKPOINT} after the last {METRICS_FILE} record"
+            )
+        return epochs
     records = read_records(run_dir)
     if records:
         return max(records)

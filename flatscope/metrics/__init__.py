@@ -1,6 +1,6 @@
 """The metric registry: every number an analysis can compute, one module per metric.
 
-Each module of this package other than the infrastructure (``base``, ``criteria``,
+Each module of this package other than the infrastructure (``base``, ``budget``, ``criteria``,
 ``settings``) defines one :class:`~flatscope.metrics.base.Metric` and binds it to the name
 ``METRIC``; the registry imports them all and orders them by ``Metric.order``. Adding a metric
 is adding a module: analyze runs it, the summary prints it, compare tabulates it, verify asks it
@@ -39,7 +39,7 @@ __all__ = [
     "settings_of",
 ]
 
-_INFRASTRUCTURE = frozenset({"base", "criteria", "settings"})
+_INFRASTRUCTURE = frozenset({"base", "budget", "criteria", "settings"})
 
 
 def _discover() -> dict[str, Metric]:

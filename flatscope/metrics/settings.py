@@ -19,6 +19,8 @@ from flatscope.linalg.trace import METHODS
 __all__ = [
     "COMMON_SETTINGS",
     "DTYPES",
+    "MAX_MATVECS",
+    "TRACE_MIN_MATVECS",
     "AnalysisError",
     "AnalysisSettings",
     "check_device",
@@ -28,6 +30,11 @@ __all__ = [
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: Settings every analysis reads; the others belong to the metrics that read them.
 COMMON_SETTINGS = ("seed", "dtype", "device", "params")
+#: The fewest products each trace method accepts: Hutch++ splits its budget in thirds,
+#: NA-Hutch++ in sixths and thirds, XTrace in halves; a standard error needs two samples.
+TRACE_MIN_MATVECS = {"hutchinson": 2, "hutchpp": 4, "na_hutchpp": 6, "xtrace": 4}
+#: The most products one estimate may spend (each one is a pass over all of the data).
+MAX_MATVECS = 1_000_000
 
 
 class AnalysisError(FlatscopeError, ValueError):
@@ -75,13 +82,22 @@ class AnalysisSettings:
     )
     trace_method: str = _field("hutchpp", "trace estimator", choices=tuple(METHODS))
     num_matvecs: int = _field(
-        100, "Hessian-vector products for the trace and the diagonal", minimum=2
+        100,
+        "Hessian-vector products for the trace and the diagonal: at least 2 (hutchinson), 4 "
+        "(hutchpp, xtrace) or 6 (na_hutchpp), at most 1,000,000",
+        minimum=2,
     )
-    top_k: int = _field(5, "number of largest eigenvalues", minimum=1)
+    top_k: int = _field(5, "number of largest eigenvalues, at most the parameters", minimum=1)
     bottom_k: int = _field(0, "number of most negative eigenvalues; 0 skips them", minimum=0)
     eig_tol: float = _field(1e-3, "eigenvalues stop at residuals <= tol * |lambda_max|")
-    eig_max_matvecs: int = _field(500, "product budget of each eigenvalue search", minimum=1)
-    density_steps: int = _field(90, "Lanczos steps per probe of the spectral density", minimum=1)
+    eig_max_matvecs: int = _field(
+        500, "product budget of each eigenvalue search, at most 1,000,000", minimum=1
+    )
+    density_steps: int = _field(
+        90,
+        "Lanczos steps per probe of the spectral density (steps x probes <= 1,000,000)",
+        minimum=1,
+    )
     density_probes: int = _field(2, "random probes of the spectral density", minimum=1)
     sharpness_sigma: float = _field(0.01, "std of the Gaussian perturbation, average sharpness")
     sharpness_rho: float = _field(0.05, "l2 radius of worst-case sharpness")
@@ -104,6 +120,27 @@ class AnalysisSettings:
             object.__setattr__(self, "params", tuple(self.params))
         if self.device is not None:
             object.__setattr__(self, "device", str(check_device(self.device)))
+        self._check_budgets()
+
+    def _check_budgets(self) -> None:
+        """Each trace method's minimum, and at most :data:`MAX_MATVECS` products an estimate."""
+        minimum = TRACE_MIN_MATVECS.get(self.trace_method, 2)
+        if self.num_matvecs < minimum:
+            raise AnalysisError(
+                f"{flag('num_matvecs')} must be at least {minimum} for trace method "
+                f"{self.trace_method}, got {self.num_matvecs}"
+            )
+        spends = {
+            flag("num_matvecs"): self.num_matvecs,
+            flag("eig_max_matvecs"): self.eig_max_matvecs,
+            "density steps x probes": self.density_steps * self.density_probes,
+        }
+        for what, products in spends.items():
+            if products > MAX_MATVECS:
+                raise AnalysisError(
+                    f"{what} asks for {products:,} Hessian-vector products, each a pass over all "
+                    f"of the data; the limit is {MAX_MATVECS:,}"
+                )
 
     @property
     def torch_dtype(self) -> torch.dtype:

@@ -64,7 +64,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -75,8 +75,16 @@ import torch.distributed as dist
 from torch import nn
 
 from flatscope.data.datasets import DataBundle, DataError, LabelNoise, load_data
+from flatscope.data.fit import check_labels, output_shape
 from flatscope.errors import FlatscopeError
-from flatscope.io import apply_state_dict, atomic_write, load_checkpoint, save_checkpoint
+from flatscope.io import (
+    LoadedCheckpoint,
+    apply_state_dict,
+    atomic_write,
+    load_checkpoint,
+    save_checkpoint,
+)
+from flatscope.io.lock import output_lock
 from flatscope.io.run_folder import (
     CONFIG_FILE,
     FINAL_CHECKPOINT,
@@ -162,6 +170,14 @@ class TrainConfig:
         for name in ("checkpoint_every", "track_flatness"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name))
+        for name in ("lr", "momentum", "weight_decay", "beta_inv", "sigma", "eta", "rho"):
+            value = getattr(self, name)
+            if value is None and name == "sigma":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TrainingError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise TrainingError(f"{name} must be a finite number, got {value}")
         checks = [
             ("lr", self.lr > 0, "must be positive"),
             ("momentum", 0 <= self.momentum < 1, "must lie in [0, 1)"),
@@ -284,24 +300,20 @@ def _optional_split(config: TrainConfig, split: str) -> DataBundle | None:
 
 
 def _check_fit(model: nn.Module, train: DataBundle, config: TrainConfig) -> None:
-    inputs = torch.as_tensor(train.dataset[0][0]).unsqueeze(0)
-    model.eval()
     try:
-        with torch.no_grad():
-            outputs = model(inputs)
-    except RuntimeError as error:
-        raise TrainingError(
-            f"model {config.model!r} does not fit data {config.data!r} (inputs of shape "
-            f"{tuple(inputs.shape[1:])}): {str(error).splitlines()[0]}"
-        ) from None
-    finally:
-        model.train()
-    classes = train.num_classes
-    if classes is not None and (outputs.ndim != 2 or outputs.shape[1] != classes):
-        raise TrainingError(
-            f"model {config.model!r} gives outputs of shape {tuple(outputs.shape[1:])} but data "
-            f"{config.data!r} has {classes} classes; set the model's num_classes={classes}"
-        )
+        shape = output_shape(model, train, repr(config.model))
+        classes = train.num_classes
+        if classes is not None and shape != (classes,):
+            raise TrainingError(
+                f"model {config.model!r} gives outputs of shape {shape} but data "
+                f"{config.data!r} has {classes} classes; set the model's num_classes={classes}"
+            )
+        if train.labels_in_memory:  # a factory's tensors: no class count, labels at hand
+            check_labels(
+                train, shape, model_name=repr(config.model), origin=f"data {config.data!r}"
+            )
+    except DataError as error:
+        raise TrainingError(str(error)) from None
 
 
 def _setup(config: TrainConfig) -> _Setup:
@@ -510,10 +522,33 @@ def _read_metrics(out: Path, upto: int) -> list[dict[str, Any]]:
     return [records[epoch] for epoch in range(1, upto + 1)]
 
 
-def _restore(out: Path, setup: _Setup, path: Path) -> None:
+def _resume_checkpoint(path: Path) -> LoadedCheckpoint:
+    """The checkpoint to resume from, checked to hold what :func:`_restore` needs."""
     checkpoint = load_checkpoint(path)
+    extra = checkpoint.metadata.get("extra") or {}
+    rng_state = extra.get("torch_rng_state")
+    if checkpoint.layout != "flatscope" or not isinstance(
+        checkpoint.metadata.get("optimizer_state_dict"), dict
+    ):
+        raise TrainingError(
+            f"cannot resume from {path}: it is not a checkpoint of flatscope train (it holds "
+            "no optimizer state); move it away to resume from an earlier checkpoint, or train "
+            "into another --out"
+        )
+    if not isinstance(rng_state, torch.Tensor) or rng_state.dtype != torch.uint8:
+        raise TrainingError(f"cannot resume from {path}: its random generator state is missing")
+    return checkpoint
+
+
+def _restore(setup: _Setup, checkpoint: LoadedCheckpoint) -> None:
     apply_state_dict(setup.model, checkpoint.state_dict)
-    setup.optimizer.load_state_dict(checkpoint.metadata["optimizer_state_dict"])
+    try:
+        setup.optimizer.load_state_dict(checkpoint.metadata["optimizer_state_dict"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise TrainingError(
+            f"cannot resume from {checkpoint.path}: its optimizer state does not fit "
+            f"{type(setup.optimizer).__name__} ({error})"
+        ) from None
     extra = checkpoint.metadata["extra"]
     torch.set_rng_state(extra["torch_rng_state"])
     if setup.device.type == "cuda" and "cuda_rng_state" in extra:
@@ -563,11 +598,30 @@ def train(
             (and only on rank 0 under a process group).
         on_epoch: called with each epoch's metrics record after it is written (on every rank).
 
+    The run directory is locked while training (:func:`flatscope.io.lock.output_lock`): a
+    second writer fails at once. ``config.json`` and ``metrics.jsonl`` are written when the
+    first epoch is done, so a run that fails before that leaves nothing behind.
+
     Raises:
         TrainingError: a configuration that cannot run, a run directory that holds another
             run, a resume that does not match, or a loss that became NaN or infinite.
+        LockedError: another process is writing ``out_dir``.
     """
     out = Path(out_dir)
+    writer = get_rank() == 0
+    with output_lock(out) if writer else nullcontext(out):
+        return _train(config, out, resume, progress and writer, stream, on_epoch)
+
+
+def _train(
+    config: TrainConfig,
+    out: Path,
+    resume: bool,
+    progress: bool,
+    stream: TextIO | None,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+) -> RunResult:
+    """:func:`train` with the run directory locked (on rank 0)."""
     if (out / CONFIG_FILE).exists():
         if not resume:
             raise TrainingError(
@@ -575,27 +629,24 @@ def train(
                 "it or choose another output directory"
             )
         _check_resumable(out, config)
+    # the run's own files are read and checked before the data and model are set up
+    latest = _latest_checkpoint(out, config) if resume else None
+    checkpoint = None if latest is None else _resume_checkpoint(latest[1])
+    metrics: list[dict[str, Any]] = [] if latest is None else _read_metrics(out, latest[0])
     setup = _setup(config)
     writer = get_rank() == 0
     with _own_global_rng(config, setup.device):
-        latest = _latest_checkpoint(out, config) if resume else None
         barrier()  # every rank has looked at the directory before rank 0 writes to it
-        if latest is None:
-            metrics: list[dict[str, Any]] = []
+        if checkpoint is not None:
+            _restore(setup, checkpoint)
             if writer:
-                try:
-                    out.mkdir(parents=True, exist_ok=True)
-                except OSError as error:
-                    raise TrainingError(f"cannot create the run directory {out}: {error}") from None
-                _write_config(out, setup, config)
-        else:
-            _restore(out, setup, latest[1])
-            metrics = _read_metrics(out, latest[0])
-        if writer:
-            write_records(out, metrics)
+                write_records(out, metrics)
         for epoch in range(len(metrics), config.epochs):
-            record = _run_epoch(setup, config, epoch, progress and writer, stream)
+            record = _run_epoch(setup, config, epoch, progress, stream)
             if writer:
+                if not (out / CONFIG_FILE).exists():  # the first epoch of a new run is done
+                    _write_config(out, setup, config)
+                    write_records(out, [])
                 append_record(out, record)
                 if _wants_checkpoint(epoch + 1, config):
                     _save(out, setup, config, epoch + 1)

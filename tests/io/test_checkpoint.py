@@ -503,3 +503,43 @@ def test_a_folder_without_save_pretrained_weights_is_not_a_checkpoint(tmp_path):
     save_file({"w": torch.zeros(1)}, str(tmp_path / "weights.safetensors"))
     with pytest.raises(CheckpointError, match="is a directory, not a checkpoint file"):
         load_checkpoint(tmp_path)
+
+
+def test_integer_tensors_for_floating_parameters_are_refused(source):
+    state = {name: tensor.clone() for name, tensor in source.state_dict().items()}
+    state["conv.weight"] = state["conv.weight"].round().to(torch.int64)  # mostly zeros
+    state["bn.num_batches_tracked"] = state["bn.num_batches_tracked"].double()  # an int buffer
+    with pytest.raises(CheckpointError, match=r"1 dtype mismatch \(conv.weight: checkpoint int64"):
+        apply_state_dict(random_model(seed=9), state)
+    state["conv.weight"] = source.state_dict()["conv.weight"].double()  # floating: cast, fine
+    apply_state_dict(random_model(seed=9), state)
+
+
+def test_specs_of_a_flatscope_checkpoint_are_marked_as_read_from_it(tmp_path, source):
+    from flatscope.models.specs import FileSpec
+
+    path = tmp_path / "run.pt"
+    extra = {"loss": "mypkg.losses:focal"}
+    save_checkpoint(path, source, model_spec="mypkg:net", data_spec="digits", extra=extra)
+    for trusted in (False, True):
+        loaded = load_checkpoint(path, trust_specs=trusted)
+        for spec in (loaded.model_spec, loaded.data_spec, loaded.loss_spec):
+            assert isinstance(spec, FileSpec) and spec.source == str(path)
+            assert spec.trusted is trusted
+    assert loaded.loss_spec == "mypkg.losses:focal"
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({}, "holds an empty dict: there are no weights in it"),
+        ({"format": CHECKPOINT_FORMAT, "state_dict": {"w": torch.ones(1)}, "extra": [1]},
+         "its extra entry is a list"),
+        ({"format": CHECKPOINT_FORMAT, "state_dict": {"w": torch.ones(1)},
+          "extra": {"train_labels": [1, 2]}}, "its train_labels are a list"),
+    ],
+)  # fmt: skip
+def test_empty_and_malformed_dicts_are_one_line_errors(tmp_path, payload, message):
+    torch.save(payload, tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(tmp_path / "x.pt")

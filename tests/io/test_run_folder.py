@@ -61,5 +61,17 @@ def test_config_is_read_as_an_object(tmp_path):
     with pytest.raises(FlatscopeError, match="no JSON object"):
         read_config(tmp_path)
     (tmp_path / "config.json").write_text("{not json")
-    with pytest.raises(FlatscopeError, match="cannot read"):
+    with pytest.raises(FlatscopeError, match="config.json is corrupt: it is not JSON"):
         read_config(tmp_path)
+
+
+def test_final_checkpoint_of_a_config_without_epochs_is_refused(tmp_path):
+    (tmp_path / "final.pt").write_bytes(b"")
+    (tmp_path / "config.json").write_text('{"config": {"epochs": 3}}')
+    assert [c.epoch for c in run_checkpoints(tmp_path)] == [3]
+    (tmp_path / "config.json").write_text('{"config": {}}')
+    with pytest.raises(FlatscopeError, match="corrupt: it holds no config.epochs"):
+        run_checkpoints(tmp_path)
+    (tmp_path / "config.json").unlink()
+    write_records(tmp_path, [{"epoch": 1}, {"epoch": 2}])
+    assert [c.epoch for c in run_checkpoints(tmp_path)] == [2]

@@ -102,7 +102,9 @@ def test_import_spec_builds_a_user_module():
         ("cnn:width=0", "width must be a positive integer"),
         ("mlp:depth=-1", "depth must be 0 or more"),
         ("resnet18:depth=3", "unexpected keyword"),
-        ("collections:OrderedDict", "unknown model 'collections'.*'package.module:factory'"),
+        ("vit:hidden=3", "unknown model 'vit'.*or an import spec 'module:factory'"),
+        ("no_such_module:make", "no module 'no_such_module'.*not a model name \\(cnn, hf, linear"),
+        ("collections:OrderedDict", "returned a OrderedDict, not a torch.nn.Module"),
         ("collections.abc:Sized", "calling collections.abc:Sized failed: TypeError"),
     ],
 )
