@@ -26,6 +26,10 @@ Data specs (see :mod:`flatscope.models.specs` for the syntax):
     the published ``CIFAR-10_human.pt`` (``human``, by default looked up in ``PATH`` and the
     batches folder) for ``train`` and ``val``; ``labels`` is one of clean, aggre, worse,
     random1, random2, random3. ``test`` keeps CIFAR-10's clean labels.
+``tokens:PATH[,pad_id=N]``, ``text:PATH,tokenizer=FOLDER[,seq_len=128,stride=SEQ_LEN]``
+    token ids for language models, from a pre-tokenized ``.npy``/``.pt``/``.safetensors`` file
+    of shape ``(N, T)`` or a text file and a Hugging Face tokenizer: ``(input_ids, labels)``
+    pairs with labels -100 at padding (see :mod:`flatscope.data.tokens`); train split only.
 ``package.module:factory[:key=value,...]``
     a factory returning a map-style ``Dataset`` of ``(input, target)`` items, a ``DataLoader``
     over one (its dataset, batch size and collate function are used, its sampler is not) or
@@ -62,6 +66,7 @@ from flatscope.data.random_streams import (
     stream_generator,
 )
 from flatscope.data.splits import SplitData, split_indices
+from flatscope.data.tokens import text_file, token_file
 from flatscope.models.specs import Registry, SpecError, accepts_keyword
 
 __all__ = [
@@ -150,6 +155,8 @@ def synthetic(
 
 DATASETS.register("cifar10")(cifar10)
 DATASETS.register("cifar10n")(cifar10n)
+DATASETS.register("tokens")(token_file)
+DATASETS.register("text")(text_file)
 
 
 # --- bundles and loaders -------------------------------------------------------------------

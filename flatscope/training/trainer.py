@@ -478,19 +478,27 @@ def _accuracy(model: nn.Module, batches: list | None, device: torch.device) -> f
     return correct / total
 
 
-def _flatness(setup: _Setup, config: TrainConfig) -> dict[str, float]:
-    """Hutch++ trace and the top eigenvalue of the Hessian on the fixed training subset."""
-    op = HessianOperator(setup.model, setup.loss_fn, setup.flatness_batches, device=setup.device)
-    seed = derived_seed(config.seed, _FLATNESS_STREAM) % 2**31
-    estimate = trace(op, "hutchpp", num_matvecs=config.flatness_matvecs, seed=seed)
-    top = eigenvalues(
-        op, k=1, tol=FLATNESS_EIG_TOL, max_matvecs=10 * config.flatness_matvecs, seed=seed
-    )
+def flatness_record(operator: HessianOperator, num_matvecs: int, seed: int) -> dict[str, float]:
+    """Hutch++ trace with its standard error and the top eigenvalue of ``operator``.
+
+    Returns ``{"hessian_trace", "hessian_trace_stderr", "top_eigenvalue"}``, the flatness
+    fields of a ``metrics.jsonl`` record; the trace spends ``num_matvecs`` products and Lanczos
+    (stopped at residuals below ``FLATNESS_EIG_TOL`` of the value) at most ``10 num_matvecs``.
+    """
+    estimate = trace(operator, "hutchpp", num_matvecs=num_matvecs, seed=seed)
+    top = eigenvalues(operator, k=1, tol=FLATNESS_EIG_TOL, max_matvecs=10 * num_matvecs, seed=seed)
     return {
         "hessian_trace": estimate.value,
         "hessian_trace_stderr": estimate.stderr,
         "top_eigenvalue": float(top.values[0]),
     }
+
+
+def _flatness(setup: _Setup, config: TrainConfig) -> dict[str, float]:
+    """Hutch++ trace and the top eigenvalue of the Hessian on the fixed training subset."""
+    op = HessianOperator(setup.model, setup.loss_fn, setup.flatness_batches, device=setup.device)
+    seed = derived_seed(config.seed, _FLATNESS_STREAM) % 2**31
+    return flatness_record(op, config.flatness_matvecs, seed)
 
 
 # ---------------------------------------------------------------------- files of the run
