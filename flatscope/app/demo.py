@@ -1,4 +1,5 @@
-"""``flatscope demo``: does fSGLD find flatter minima than SGD, SAM and SGLD on noisy labels?
+"""``flatscope demo``: does fSGLD end at a lower Hessian trace than SGD, SAM and SGLD on noisy
+labels?
 
 The protocol (:func:`demo_config`): scikit-learn's 8x8 digits (1079 training, 359 validation
 and 359 test images), 40% symmetric label noise on the training labels (seeded by the run's
@@ -8,7 +9,11 @@ Every optimizer trains the same network from the same initial weights for each s
 every final checkpoint is analysed with :func:`flatscope.app.analyze.analyze` on a fixed subset
 of the training set with the noisy labels the run trained on (the objective the optimizer
 minimized): Hessian trace by Hutch++ with its standard error, the top eigenvalue by Lanczos,
-and the spectral density by stochastic Lanczos quadrature.
+and the spectral density by stochastic Lanczos quadrature. These are raw curvatures at each
+run's last weights, at whatever training loss it reached; they change under function-preserving
+rescalings of BatchNorm-fed weights, and the last weights of a Langevin sampler need not be a
+minimum (``flatscope verify`` tests that). The scale-invariant trace and comparisons at matched
+training loss over seeds are ``flatscope compare --group ... --matched-loss auto``.
 
 Hyperparameters (:data:`TUNED`) were chosen by ``benchmarks/tune_demo.py``: each optimizer had
 the same budget of 16 tries, learning rate in {0.01, 0.02, 0.05, 0.1} times four values of its
@@ -40,8 +45,6 @@ the figures ``spectral_density.png``, ``flatness.png`` and ``training.png``, and
 from __future__ import annotations
 
 import json
-import math
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -50,10 +53,11 @@ from pathlib import Path
 from typing import Any
 
 from flatscope.app.analyze import analyze
-from flatscope.app.compare import format_table as layout_table
 from flatscope.data.datasets import load_data
 from flatscope.io import apply_state_dict, atomic_write, load_checkpoint
 from flatscope.io.report import Report, to_jsonable
+from flatscope.io.tables import fixed, mean, sample_sd, spread_cell
+from flatscope.io.tables import format_table as layout_table
 from flatscope.models.zoo import build_model
 from flatscope.optim import coupled_sigma
 from flatscope.training.trainer import RunResult, TrainConfig, train
@@ -112,7 +116,7 @@ def demo_config(
         **(TUNED.get(optimizer, {}) if tuned else {}),
         **overrides,
     }
-    return TrainConfig(**settings)
+    return TrainConfig.create(**settings)
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,7 @@ class OptimizerSummary:
         out: dict[str, Any] = {"optimizer": self.optimizer}
         for key, values in vars(self).items():
             if key != "optimizer":
-                out[key] = {"values": values, "mean": _mean(values), "sd": _sd(values)}
+                out[key] = {"values": values, "mean": mean(values), "sd": sample_sd(values)}
         return out
 
 
@@ -175,14 +179,6 @@ class DemoResult:
     table: str
     verdict: str
     seconds: float
-
-
-def _mean(values: Sequence[float]) -> float:
-    return statistics.fmean(values) if values else math.nan
-
-
-def _sd(values: Sequence[float]) -> float:
-    return statistics.stdev(values) if len(values) > 1 else math.nan
 
 
 # ------------------------------------------------------------------------------ the work
@@ -225,7 +221,7 @@ def _record(summary: OptimizerSummary, run: RunResult, report: Report) -> None:
     summary.trace.append(metrics["hessian_trace"]["value"])
     summary.trace_stderr.append(metrics["hessian_trace"]["stderr"])
     summary.top_eigenvalue.append(metrics["top_eigenvalues"]["values"][0])
-    summary.seconds_per_epoch.append(_mean([r["seconds"] for r in run.metrics]))
+    summary.seconds_per_epoch.append(mean([r["seconds"] for r in run.metrics]))
 
 
 def run_demo(
@@ -286,28 +282,6 @@ def run_demo(
 # ------------------------------------------------------------------------------ outputs
 
 
-def _decimals(value: float, digits: int) -> int:
-    """Decimal places that show ``value`` to ``digits`` significant digits (never negative)."""
-    if value == 0 or not math.isfinite(value):
-        return 0
-    return max(0, digits - 1 - math.floor(math.log10(abs(value))))
-
-
-def _fixed(value: float, digits: int) -> str:
-    return f"{value:.{_decimals(value, digits)}f}"
-
-
-def _cell(values: Sequence[float], decimals: int | None = None, scale: float = 1.0) -> str:
-    """``mean ± sd`` over seeds. With ``decimals`` both are shown to that many places; else the
-    sd to 2 significant digits and the mean to the same place (4 significant digits alone)."""
-    mean, sd = _mean(values) * scale, _sd(values) * scale
-    if decimals is None:
-        decimals = _decimals(mean, 4) if math.isnan(sd) else _decimals(sd, 2)
-    if math.isnan(sd):
-        return f"{mean:.{decimals}f}"
-    return f"{mean:.{decimals}f} ± {sd:.{decimals}f}"
-
-
 TABLE_COLUMNS = (
     "optimizer",
     "clean test acc %",
@@ -328,12 +302,12 @@ def format_table(summaries: Sequence[OptimizerSummary], seeds: int, markdown: bo
     rows = [
         (
             NAMES.get(s.optimizer, s.optimizer),
-            _cell(s.test_acc, 1, 100.0),
-            _cell(s.train_loss, 3),
-            _cell(s.trace),
-            _fixed(_mean(s.trace_stderr), 2),
-            _cell(s.top_eigenvalue),
-            f"{_mean(s.seconds_per_epoch):.3f}",
+            spread_cell(s.test_acc, 1, 100.0),
+            spread_cell(s.train_loss, 3),
+            spread_cell(s.trace),
+            fixed(mean(s.trace_stderr), 2),
+            spread_cell(s.top_eigenvalue),
+            f"{mean(s.seconds_per_epoch):.3f}",
         )
         for s in summaries
     ]
@@ -347,15 +321,20 @@ def compare(summaries: dict[str, OptimizerSummary], ours: str = "fsgld", base: s
     if ours not in summaries or base not in summaries:
         return ""
     a, b = summaries[ours], summaries[base]
-    lower = _mean(a.trace) < _mean(b.trace)
+    lower = mean(a.trace) < mean(b.trace)
     every_seed = max(a.trace) < min(b.trace) if lower else min(a.trace) > max(b.trace)
-    accuracy = _mean(a.test_acc) - _mean(b.test_acc)
+    accuracy = mean(a.test_acc) - mean(b.test_acc)
+    loss = "higher" if mean(a.train_loss) > mean(b.train_loss) else "lower or equal"
     return (
         f"{NAMES[ours]} reached a {'lower' if lower else 'higher'} Hessian trace than "
-        f"{NAMES[base]} ({_cell(a.trace)} vs {_cell(b.trace)}; "
+        f"{NAMES[base]} ({spread_cell(a.trace)} vs {spread_cell(b.trace)}; "
         f"{'on every seed' if every_seed else 'the seed ranges overlap'}) at "
         f"{'equal or better' if accuracy >= 0 else 'lower'} clean test accuracy "
-        f"({_cell(a.test_acc, 1, 100.0)}% vs {_cell(b.test_acc, 1, 100.0)}%)."
+        f"({spread_cell(a.test_acc, 1, 100.0)}% vs {spread_cell(b.test_acc, 1, 100.0)}%). "
+        f"That is the raw trace at each run's last weights, at a {loss} training loss "
+        f"({spread_cell(a.train_loss, 3)} vs {spread_cell(b.train_loss, 3)}); it is not "
+        "invariant to rescaling BatchNorm-fed weights (flatscope compare --group gives the "
+        "scale-invariant trace and the ratio at matched loss)."
     )
 
 
@@ -374,8 +353,8 @@ def _write_figures(out: Path, densities, traces, summaries, histories) -> None:
 
 
 def _sigma(optimizer: str) -> float:
-    config = demo_config(optimizer, 0)
-    return config.sigma if config.sigma is not None else coupled_sigma(config.beta_inv, config.eta)
+    hyper = demo_config(optimizer, 0).hyperparameters
+    return hyper.sigma if hyper.sigma is not None else coupled_sigma(hyper.beta_inv, hyper.eta)
 
 
 def _write_summary(result: DemoResult) -> None:

@@ -27,76 +27,30 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from flatscope.app.compare import as_number
-from flatscope.errors import FlatscopeError, OutputError
+from flatscope.errors import FlatscopeError
 from flatscope.io.atomic import atomic_write
+from flatscope.io.output import make_output_dir
 from flatscope.io.report import Report, to_jsonable
+from flatscope.io.run_folder import (
+    REPORT_NAME,
+    RunCheckpoint,
+    read_records,
+    run_checkpoints,
+)
+from flatscope.io.tables import as_number, format_number, format_table
+from flatscope.metrics.criteria import eigenvalue_interval
 
 __all__ = [
     "RunCheckpoint",
     "Trajectory",
     "TrajectoryPoint",
-    "read_run_metrics",
-    "run_checkpoints",
     "select_checkpoints",
     "trajectory",
 ]
 
-CONFIG_FILE, METRICS_FILE, FINAL_CHECKPOINT, CHECKPOINT_DIR = (
-    "config.json",
-    "metrics.jsonl",
-    "final.pt",
-    "checkpoints",
-)
-REPORTS_DIR, REPORT_NAME = "reports", "report.json"
+REPORTS_DIR = "reports"
 
 ReportFor = Callable[[Path, Path], Report | Mapping[str, Any]]
-
-
-@dataclass(frozen=True)
-class RunCheckpoint:
-    """A checkpoint of a run and the number of epochs it had completed."""
-
-    epoch: int
-    path: Path
-
-
-def _final_epoch(run_dir: Path, epochs_seen: list[int]) -> int:
-    """The epoch of ``final.pt``: the configured epochs, else the last metrics record."""
-    try:
-        return int(json.loads((run_dir / CONFIG_FILE).read_text())["config"]["epochs"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    records = read_run_metrics(run_dir)
-    if records:
-        return max(records)
-    return max(epochs_seen, default=0) + 1
-
-
-def run_checkpoints(run_dir: str | os.PathLike) -> list[RunCheckpoint]:
-    """The checkpoints of a run directory in epoch order.
-
-    Raises:
-        FlatscopeError: ``run_dir`` is not a directory or holds no checkpoint.
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FlatscopeError(f"run directory not found: {run_dir}")
-    found = []
-    for path in (run_dir / CHECKPOINT_DIR).glob("epoch_*.pt"):
-        number = path.stem.removeprefix("epoch_")
-        if number.isdigit():
-            found.append(RunCheckpoint(int(number), path))
-    found.sort(key=lambda checkpoint: checkpoint.epoch)
-    if (run_dir / FINAL_CHECKPOINT).is_file():
-        epoch = _final_epoch(run_dir, [c.epoch for c in found])
-        found.append(RunCheckpoint(epoch, run_dir / FINAL_CHECKPOINT))
-    if not found:
-        raise FlatscopeError(
-            f"{run_dir} holds no checkpoints ({CHECKPOINT_DIR}/epoch_NNNN.pt or "
-            f"{FINAL_CHECKPOINT}); train with --checkpoint-every N to keep intermediate ones"
-        )
-    return found
 
 
 def select_checkpoints(checkpoints: list[RunCheckpoint], every: int) -> list[RunCheckpoint]:
@@ -107,28 +61,6 @@ def select_checkpoints(checkpoints: list[RunCheckpoint], every: int) -> list[Run
     if checkpoints and chosen[-1] is not checkpoints[-1]:
         chosen.append(checkpoints[-1])
     return chosen
-
-
-def read_run_metrics(run_dir: str | os.PathLike) -> dict[int, dict[str, Any]]:
-    """The records of ``RUN_DIR/metrics.jsonl`` by epoch; ``{}`` when the file is missing.
-    Lines that are not JSON objects with an integer ``epoch`` (a cut-off last line) are skipped.
-    """
-    path = Path(run_dir) / METRICS_FILE
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError) as err:
-        raise FlatscopeError(f"cannot read {path}: {err}") from err
-    records = {}
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("epoch"), int):
-            records[record["epoch"]] = record
-    return records
 
 
 @dataclass(frozen=True)
@@ -164,16 +96,14 @@ _COLUMNS = (
 
 
 def _point_cells(point: TrajectoryPoint) -> list[str]:
-    from flatscope.app.compare import format_number as number
-
     return [
         str(point.epoch),
-        number(point.loss),
-        number(point.trace, point.trace_stderr),
-        number(point.top_eigenvalue, point.top_residual),
-        number(point.train_loss),
-        number(point.train_acc),
-        number(point.test_acc),
+        format_number(point.loss),
+        format_number(point.trace, point.trace_stderr),
+        format_number(point.top_eigenvalue, point.top_residual),
+        format_number(point.train_loss),
+        format_number(point.train_acc),
+        format_number(point.test_acc),
         "reused" if point.reused else "computed",
     ]
 
@@ -198,8 +128,6 @@ class Trajectory:
 
     def table(self, markdown: bool = False) -> str:
         """One row per checkpoint: epoch, loss, trace, top eigenvalue, accuracies."""
-        from flatscope.app.compare import format_table
-
         rows = [_point_cells(point) for point in self.points]
         return format_table([title for title, _ in _COLUMNS], rows, markdown)
 
@@ -221,8 +149,6 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 
 def _top(metrics: Mapping[str, Any]) -> tuple[float | None, float | None]:
-    from flatscope.app.verify import eigenvalue_interval
-
     interval = eigenvalue_interval(metrics.get("top_eigenvalues"), "largest")
     if interval is None:
         return None, None
@@ -278,17 +204,14 @@ def trajectory(
         figures: also draw ``trajectory.png`` and ``trajectory.pdf``.
 
     Raises:
-        FlatscopeError: no run or no checkpoints there, a bad ``every``. OutputError: ``out``
-            cannot be written.
+        FlatscopeError: no run or no checkpoints there, a corrupt ``config.json``, a bad
+            ``every``. OutputError: ``out`` cannot be written (each report is written when it
+            is finished, the trajectory files at the end).
     """
     run_dir = Path(run_dir)
     chosen = select_checkpoints(run_checkpoints(run_dir), every)
     out = run_dir / "trajectory" if out is None else Path(out)
-    try:
-        (out / REPORTS_DIR).mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"cannot create {out / REPORTS_DIR}: {err.strerror or err}") from err
-    records = read_run_metrics(run_dir)
+    records = read_records(run_dir)
     points = []
     for checkpoint in chosen:
         report_dir = out / REPORTS_DIR / checkpoint.path.stem
@@ -300,6 +223,7 @@ def trajectory(
         record = records.get(checkpoint.epoch, {})
         points.append(_point(checkpoint, report_path, reused, document["metrics"], record))
     result = Trajectory(run_dir, out, points)
+    make_output_dir(out)
     text = json.dumps(result.to_dict(), indent=2) + "\n"
     atomic_write(out / "trajectory.json", lambda file: file.write(text.encode("utf-8")))
     markdown = f"# Trajectory of {run_dir}\n\n{result.table(markdown=True)}\n"

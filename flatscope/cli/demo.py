@@ -20,12 +20,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="flatscope-demo", help="output directory (%(default)s)")
     parser.add_argument("--quick", action="store_true", help="1 seed, 10 epochs, smaller analysis")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per optimizer")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads (%(default)s; more threads slow down badly on a busy machine)",
-    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument("--epochs", type=int, default=None, help=argparse.SUPPRESS)
     parser.set_defaults(run=run_demo)
@@ -33,16 +27,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo with the chosen plan and print its table."""
-    import torch
-
     from flatscope.app.demo import FULL, QUICK, main_demo, with_seeds
     from flatscope.errors import FlatscopeError
+    from flatscope.io.lock import output_lock
 
-    for name in ("seeds", "epochs", "threads"):
+    for name in ("seeds", "epochs"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise FlatscopeError(f"--{name} must be a positive integer, got {value}")
     plan = with_seeds(QUICK if args.quick else FULL, args.seeds, args.epochs)
-    torch.set_num_threads(args.threads)
-    main_demo(args.out, plan, quiet=args.quiet)
+    with output_lock(args.out):
+        main_demo(args.out, plan, quiet=args.quiet)
     return 0

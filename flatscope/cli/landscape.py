@@ -19,6 +19,8 @@ HELP = "loss along 1-D slices or on 2-D planes around checkpoints, with figures"
 DIRECTION_KINDS = ("random", "eigen", "pca:RUN_DIR", "interp:CKPT2")
 DEFAULT_RESOLUTION = {1: 51, 2: 21}
 DEFAULT_RANGE = 1.0
+MAX_RANGE = 1e6
+RESOLUTION_LIMITS = (2, 1001)
 DEFAULT_INTERP_RANGE = 0.25
 PCA_MARGIN = 1.2  # the default pca range covers the projected path with this margin
 
@@ -32,7 +34,8 @@ directions (the plane or line is centred on each CKPT):
                 (default A=0.25); with --dims 2 a random direction orthogonal to it
 
 Writes OUT/<ckpt>-<kind>-<dims>d.npz (reload with LandscapeResult.load_npz) and PNG+PDF figures:
-1-D: slice-<kind> (every CKPT on one axis); 2-D: <ckpt>-<kind>-contour, <ckpt>-<kind>-surface.
+1-D: slice-<kind> (every CKPT on one axis); 2-D: <ckpt>-<kind>-contour, <ckpt>-<kind>-surface
+(every CKPT on one colour scale).
 
 example:
   flatscope landscape runs/fsgld/final.pt --directions pca:runs/fsgld --dims 2
@@ -64,16 +67,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--range",
         type=float,
         metavar="A",
-        help=f"coefficients in [-A, A] (default {DEFAULT_RANGE}; see below for pca and interp)",
+        help=f"coefficients in [-A, A], 0 < A <= {MAX_RANGE:g} (default {DEFAULT_RANGE}; see "
+        "below for pca and interp)",
     )
+    low, high = RESOLUTION_LIMITS
     grid.add_argument(
         "--resolution",
         type=int,
         metavar="N",
-        help="points per axis (default 51 in 1-D, 21 in 2-D)",
+        help=f"points per axis, {low} to {high} (default 51 in 1-D, 21 in 2-D)",
     )
     grid.add_argument("--out", metavar="DIR", help="output directory (./<CKPT name>-landscape)")
-    add_analysis_options(parser)
+    add_analysis_options(parser, metrics=(), extra=("eig_tol",))
     parser.set_defaults(run=run)
 
 
@@ -109,12 +114,32 @@ def parse_directions(text: str) -> tuple[str, str | None]:
 def _check_grid(args: argparse.Namespace) -> tuple[int, float | None]:
     from flatscope.errors import FlatscopeError
 
-    resolution = args.resolution or DEFAULT_RESOLUTION[args.dims]
-    if resolution < 2:
-        raise FlatscopeError(f"--resolution must be at least 2 points, got {resolution}")
-    if args.range is not None and not args.range > 0:
-        raise FlatscopeError(f"--range must be a positive number, got {args.range}")
+    resolution = DEFAULT_RESOLUTION[args.dims] if args.resolution is None else args.resolution
+    low, high = RESOLUTION_LIMITS
+    if not low <= resolution <= high:
+        raise FlatscopeError(
+            f"--resolution must be {low} to {high} points per axis, got {resolution}"
+        )
+    if args.range is not None and not 0 < args.range <= MAX_RANGE:
+        raise FlatscopeError(
+            f"--range must be a positive finite number of at most {MAX_RANGE:g}, got {args.range}"
+        )
     return resolution, args.range
+
+
+def _check_finite(label: str, result: Any) -> None:
+    """Refuse a grid whose loss overflowed: its figures would be blank or NaN."""
+    import numpy as np
+
+    bad = ~np.isfinite(result.loss)
+    if bad.any():
+        from flatscope.errors import FlatscopeError
+
+        reach = max(float(np.abs(coords).max()) for coords in result.coords)
+        raise FlatscopeError(
+            f"{label}: the loss is not finite at {int(bad.sum())} of {bad.size} grid points "
+            f"(coefficients up to {reach:g}); lower --range"
+        )
 
 
 def _weights_of(args: argparse.Namespace, path: Path, model: Any, params: Any, center: str) -> Any:
@@ -145,8 +170,7 @@ def _directions(
     settings: Any,
     span: float | None,
 ) -> _Directions:
-    from flatscope.app.analyze import DTYPES
-    from flatscope.app.trajectory import run_checkpoints
+    from flatscope.io.run_folder import run_checkpoints
     from flatscope.landscape import (
         eigen_directions,
         flat_weights,
@@ -171,7 +195,7 @@ def _directions(
             tol=settings.eig_tol,
             seed=seed,
             device=settings.device,
-            dtype=DTYPES[settings.dtype],
+            dtype=settings.torch_dtype,
         )
         a = span or DEFAULT_RANGE
         values = ", ".join(f"{d.info['eigenvalue']:.4g}" for d in found)
@@ -236,18 +260,19 @@ def run(args: argparse.Namespace) -> int:
     """Compute, save and plot the landscapes; print one line per checkpoint."""
     import sys
 
-    from flatscope.app.analyze import DTYPES, AnalysisSettings, _make_dir, check_output_dir
-    from flatscope.app.trajectory import run_checkpoints
-    from flatscope.cli.analyze import (
-        _process_group,
-        _spec_errors_as_user_errors,
-        analysis_settings,
-        load_inputs,
-    )
+    from flatscope.cli.analyze import analysis_settings, load_inputs, writer_lock
+    from flatscope.io.output import check_output_dir
+    from flatscope.io.run_folder import run_checkpoints
     from flatscope.landscape import slice_1d, surface_2d
+    from flatscope.metrics import AnalysisSettings
     from flatscope.models.losses import build_loss
-    from flatscope.operators.distributed import get_rank, shard_batches
-    from flatscope.plotting.landscape import plot_slice_1d, plot_surface_2d, plot_surface_3d
+    from flatscope.operators.distributed import get_rank, process_group, shard_batches
+    from flatscope.plotting.landscape import (
+        plot_slice_1d,
+        plot_surface_2d,
+        plot_surface_3d,
+        shared_levels,
+    )
     from flatscope.plotting.report_figures import save_figure
 
     kind, target = parse_directions(args.directions)
@@ -256,12 +281,16 @@ def run(args: argparse.Namespace) -> int:
     out = Path(check_output_dir(args.out or f"{Path(args.checkpoints[0]).stem}-landscape"))
     if kind == "pca":
         run_checkpoints(target)  # a missing or empty run directory fails before any work
-    written, lines, slices = [], [], []
+    written, lines, slices, surfaces = [], [], [], {}
     # under torchrun every rank evaluates its shard of the batches; rank 0 writes and prints
-    with _spec_errors_as_user_errors(), _process_group(settings.device):
+    with process_group(settings.device), writer_lock(out):
         writer = get_rank() == 0
-        for path, label in zip(args.checkpoints, _labels(args.checkpoints), strict=True):
-            inputs = load_inputs(args, path, settings.seed)
+        # every checkpoint, model, data set and loss is read before any work
+        loaded = [load_inputs(args, path, settings.seed) for path in args.checkpoints]
+        results = {}
+        for path, label, inputs in zip(
+            args.checkpoints, _labels(args.checkpoints), loaded, strict=True
+        ):
             checkpoint, model, spec, data = (
                 inputs.checkpoint,
                 inputs.model,
@@ -276,7 +305,7 @@ def run(args: argparse.Namespace) -> int:
             common = dict(
                 params=settings.params,
                 device=settings.device,
-                dtype=DTYPES[settings.dtype],
+                dtype=settings.torch_dtype,
                 data_spec=data.spec,
                 label=label,
             )
@@ -311,23 +340,26 @@ def run(args: argparse.Namespace) -> int:
                 directions_arg=args.directions,
                 spans=[list(s) for s in found.spans],
             )
+            _check_finite(label, result)
             lines.append(_summary_line(label, result, found.note))
-            if not writer:
-                continue
-            _make_dir(out)
+            results[label] = result
+        if not writer:
+            return 0
+        # written only once every landscape is computed: a failure leaves no partial output
+        for label, result in results.items():
             npz = out / f"{label}-{kind}-{args.dims}d.npz"
             result.save_npz(npz)
             written.append(npz)
             if args.dims == 1:
                 slices.append(result)
             else:
-                stem = out / f"{label}-{kind}"
-                written += save_figure(plot_surface_2d(result), f"{stem}-contour")
-                written += save_figure(plot_surface_3d(result), f"{stem}-surface")
-    if not writer:
-        return 0
-    if slices:
-        written += save_figure(plot_slice_1d(slices), out / f"slice-{kind}")
+                surfaces[out / f"{label}-{kind}"] = result
+        if slices:
+            written += save_figure(plot_slice_1d(slices), out / f"slice-{kind}")
+        levels = shared_levels(list(surfaces.values())) if surfaces else None  # one colour scale
+        for stem, result in surfaces.items():
+            written += save_figure(plot_surface_2d(result, levels=levels), f"{stem}-contour")
+            written += save_figure(plot_surface_3d(result, levels=levels), f"{stem}-surface")
     print("\n".join(lines))
     print(f"wrote {', '.join(p.name for p in written)} in {out}")
     return 0

@@ -26,9 +26,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Render the figures; print the files written. Returns the exit status."""
+    from flatscope.app.plot import render_report
     from flatscope.errors import ReportError
     from flatscope.io import Report
-    from flatscope.plotting.report_figures import render_report
 
     report = Report.load(args.report)
     paths = render_report(report, args.out)

@@ -7,10 +7,12 @@ Data specs (see :mod:`flatscope.models.specs` for the syntax):
     ``(N, 1, 8, 8)`` scaled from 0..16 to [0, 1], ``int64`` labels 0..9. A permutation drawn
     from ``numpy.random.default_rng(split_seed)`` splits them 60/20/20: the first 359 indices
     form ``test``, the next 359 ``val``, the remaining 1079 ``train``.
-``synthetic[:n=1000,d=16,classes=4,seed=0,separation=2.0]``
+``synthetic[:n=1000,d=16,classes=4,seed=0,separation=2.0,shape=none]``
     Gaussian blobs: class means ``separation * N(0, I_d)``, labels uniform, inputs
     ``mean[label] + N(0, I_d)``, shape ``(n, d)``; ``n`` samples in all, split 60/20/20 as
-    digits with ``split_seed = seed``.
+    digits with ``split_seed = seed``. ``shape`` (sizes joined by ``x``, such as ``3x32x32``)
+    gives each sample that shape instead, for convolutional models: the same blobs in
+    ``d = 3*32*32`` dimensions, reshaped; give ``d`` or ``shape``, not both.
 ``cifar10:PATH[,val=0,split_seed=0]``
     CIFAR-10 in torchvision's on-disk format (``data_batch_1..5``, ``test_batch``,
     ``batches.meta`` in ``PATH`` or ``PATH/cifar-10-batches-py``), read without torchvision
@@ -24,6 +26,10 @@ Data specs (see :mod:`flatscope.models.specs` for the syntax):
     the published ``CIFAR-10_human.pt`` (``human``, by default looked up in ``PATH`` and the
     batches folder) for ``train`` and ``val``; ``labels`` is one of clean, aggre, worse,
     random1, random2, random3. ``test`` keeps CIFAR-10's clean labels.
+``tokens:PATH[,pad_id=N]``, ``text:PATH,tokenizer=FOLDER[,seq_len=128,stride=SEQ_LEN]``
+    token ids for language models, from a pre-tokenized ``.npy``/``.pt``/``.safetensors`` file
+    of shape ``(N, T)`` or a text file and a Hugging Face tokenizer: ``(input_ids, labels)``
+    pairs with labels -100 at padding (see :mod:`flatscope.data.tokens`); train split only.
 ``package.module:factory[:key=value,...]``
     a factory returning a map-style ``Dataset`` of ``(input, target)`` items, a ``DataLoader``
     over one (its dataset, batch size and collate function are used, its sampler is not) or
@@ -41,6 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -59,7 +66,8 @@ from flatscope.data.random_streams import (
     stream_generator,
 )
 from flatscope.data.splits import SplitData, split_indices
-from flatscope.models.specs import Registry, SpecError, accepts_keyword, parse_spec
+from flatscope.data.tokens import text_file, token_file
+from flatscope.models.specs import Registry, SpecError, accepts_keyword
 
 __all__ = [
     "DATASETS",
@@ -102,17 +110,37 @@ def digits(*, split: str, split_seed: int = 0) -> SplitData:
     return SplitData(images, labels, 10, tuple(str(digit) for digit in range(10)))
 
 
+def _sample_shape(shape: str) -> tuple[int, ...]:
+    """``"3x32x32"`` -> ``(3, 32, 32)``; every size a positive integer."""
+    try:
+        sizes = tuple(int(size) for size in shape.lower().split("x"))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise SpecError(
+            f"data 'synthetic' needs shape as positive sizes joined by 'x', such as 3x32x32; "
+            f"got {shape!r}"
+        )
+    return sizes
+
+
 @DATASETS.register("synthetic")
 def synthetic(
     *,
     split: str,
     n: int = 1000,
-    d: int = 16,
+    d: int | None = None,
     classes: int = 4,
     seed: int = 0,
     separation: float = 2.0,
+    shape: str | None = None,
 ) -> SplitData:
-    """Gaussian blobs: ``x = separation * mu[y] + N(0, I_d)`` with ``mu[c] ~ N(0, I_d)``."""
+    """Gaussian blobs: ``x = separation * mu[y] + N(0, I_d)`` with ``mu[c] ~ N(0, I_d)``;
+    ``d`` defaults to 16, or to the product of ``shape`` (``"3x32x32"``), each sample's shape."""
+    if d is not None and shape is not None:
+        raise SpecError(f"data 'synthetic' takes d or shape, not both; got d={d}, shape={shape!r}")
+    sample_shape = (16 if d is None else d,) if shape is None else _sample_shape(shape)
+    d = math.prod(sample_shape)
     if n < 1 or d < 1 or classes < 2:
         raise SpecError(
             f"data 'synthetic' needs n >= 1, d >= 1, classes >= 2; got {n}, {d}, {classes}"
@@ -122,11 +150,13 @@ def synthetic(
     labels = torch.randint(0, classes, (n,), generator=generator)
     inputs = means[labels] + torch.randn(n, d, generator=generator)
     index = torch.as_tensor(split_indices(n, split, seed, _fifth(n), _fifth(n)))
-    return SplitData(inputs[index], labels[index], classes)
+    return SplitData(inputs[index].reshape(-1, *sample_shape), labels[index], classes)
 
 
 DATASETS.register("cifar10")(cifar10)
 DATASETS.register("cifar10n")(cifar10n)
+DATASETS.register("tokens")(token_file)
+DATASETS.register("text")(text_file)
 
 
 # --- bundles and loaders -------------------------------------------------------------------
@@ -182,6 +212,7 @@ class DataBundle:
         batch_size: default batch size of :meth:`loader`.
         seed: seed of the subset, label noise and shuffling streams.
         indices: positions of the samples in the whole split after :meth:`subset`, else None.
+        split_size: the number of samples of the whole split after :meth:`subset`, else None.
         clean_labels: the split's labels before label noise or replaced labels, else None.
         label_noise: the synthetic noise applied, if any.
         collate_fn: collate function of a user factory's DataLoader, if any.
@@ -198,6 +229,7 @@ class DataBundle:
     clean_labels: torch.Tensor | None = None
     label_noise: LabelNoise | None = None
     collate_fn: Callable | None = None
+    split_size: int | None = None
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -206,6 +238,11 @@ class DataBundle:
     def labels(self) -> torch.Tensor:
         """The targets the loaders yield (the noisy labels after label noise)."""
         return _dataset_labels(self.dataset)
+
+    @property
+    def labels_in_memory(self) -> bool:
+        """Whether :attr:`labels` is a tensor already (else reading it visits every item)."""
+        return isinstance(self.dataset, (TensorDataset, _RelabeledDataset))
 
     @property
     def noisy_mask(self) -> torch.Tensor | None:
@@ -311,6 +348,7 @@ class DataBundle:
             self,
             dataset=dataset,
             indices=index if self.indices is None else self.indices[index],
+            split_size=len(self) if self.indices is None else self.split_size,
             clean_labels=None if self.clean_labels is None else self.clean_labels[index],
         )
 
@@ -343,7 +381,7 @@ def _as_dataset(result: Any, spec: str) -> tuple[Dataset, Callable | None, int |
 
 
 def _build_split(spec: str, split: str, seed: int, batch_size: int | None) -> DataBundle:
-    parsed = parse_spec(spec)
+    parsed = DATASETS.parse(spec)
     factory = DATASETS.resolve(parsed)
     if not parsed.is_import and split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")

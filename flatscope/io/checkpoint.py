@@ -1,13 +1,19 @@
 """Load the checkpoint layouts found in the wild, safely; save flatscope's own checkpoints.
 
 Reading never runs code from the file unless the caller opts in with ``unsafe_pickle=True``
-(``--unsafe-pickle`` on the command line):
+(``--unsafe-pickle`` on the command line), and the specs a flatscope checkpoint names (its model,
+data and loss) come back as :class:`~flatscope.models.specs.FileSpec` strings, which the
+registries resolve to their own names only, never to an import (``trust_specs=True``,
+``--trust-specs``, lifts that for a file the user trusts):
 
 - ``.safetensors`` files are read with the ``safetensors`` package (tensors only, no pickle);
 - files written by ``torch.save`` go through ``torch.load(weights_only=True)``, whose unpickler
   accepts tensors and plain containers but refuses references to other Python objects;
 - TorchScript archives and whole pickled ``nn.Module`` objects carry code, so they are read only
   with ``unsafe_pickle=True``.
+
+A folder written by Hugging Face's ``save_pretrained`` is read as one checkpoint: the shards its
+``model.safetensors.index.json`` lists, else its ``model.safetensors``.
 
 The object read is then searched for a state_dict: the object itself (a flat mapping of names to
 tensors), the entry ``state_dict``, ``model_state_dict``, ``model``, ``net`` or ``ema`` of a dict,
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import json
 import os
 import re
 import warnings
@@ -34,6 +41,7 @@ from torch import nn
 
 from flatscope.errors import CheckpointError, preview
 from flatscope.io.atomic import atomic_write
+from flatscope.models.specs import FileSpec
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -67,13 +75,15 @@ class LoadedCheckpoint:
 
     Attributes:
         path: the file read.
-        sha256: hex SHA-256 of the file's bytes (identifies the checkpoint in reports).
+        sha256: hex SHA-256 of the file's bytes (identifies the checkpoint in reports); for a
+            folder, of the lines ``<file name> <SHA-256 of the file>`` of its weight files.
         layout: how the weights were found: ``"state_dict"`` (a raw state_dict),
-            ``"flatscope"``, ``"dict[<key>]"``, ``"safetensors"``, ``"torchscript"`` or
-            ``"pickled-module"``.
+            ``"flatscope"``, ``"dict[<key>]"``, ``"safetensors"``, ``"safetensors-folder"``,
+            ``"torchscript"`` or ``"pickled-module"``.
         state_dict: parameter and buffer names to tensors, on the CPU.
-        model_spec: the model spec stored by flatscope's trainer, else ``None``.
-        data_spec: the data spec stored by flatscope's trainer, else ``None``.
+        model_spec: the model spec stored by flatscope's trainer (a
+            :class:`~flatscope.models.specs.FileSpec`), else ``None``.
+        data_spec: the data spec stored by flatscope's trainer (a ``FileSpec``), else ``None``.
         metadata: the file's other top-level entries (epoch, optimizer state, ``extra``, ...) or
             the safetensors header metadata.
         module: the ``nn.Module`` itself when the file held one (TorchScript or a pickled module,
@@ -89,25 +99,39 @@ class LoadedCheckpoint:
     metadata: dict[str, Any] = field(default_factory=dict)
     module: nn.Module | None = None
 
+    @property
+    def loss_spec(self) -> str | None:
+        """The loss a flatscope run trained with (a ``FileSpec``, from ``extra``), else None."""
+        extra = self.metadata.get("extra")
+        return extra.get("loss") if isinstance(extra, dict) else None
+
 
 def load_checkpoint(
-    path: str | os.PathLike, *, key: str | None = None, unsafe_pickle: bool = False
+    path: str | os.PathLike,
+    *,
+    key: str | None = None,
+    unsafe_pickle: bool = False,
+    trust_specs: bool = False,
 ) -> LoadedCheckpoint:
     """Read a checkpoint file and find its state_dict.
 
     Args:
-        path: the checkpoint file.
+        path: the checkpoint file, or a ``save_pretrained`` folder of safetensors weights.
         key: the top-level entry of a dict checkpoint that holds the weights; by default the
             first of ``state_dict``, ``model_state_dict``, ``model``, ``net``, ``ema`` present,
             or the whole dict when it is itself a state_dict.
         unsafe_pickle: also read TorchScript archives and pickles that reference Python classes
             or functions. Unpickling such a file can run arbitrary code: use only for trusted files.
+        trust_specs: let the file's model, data and loss specs name code to import (import
+            specs); by default they resolve to registry names only.
 
     Raises:
         CheckpointError: one line naming the problem: missing file, a directory, an empty,
             truncated or corrupt file, a file of another kind (text, image), a file that holds
             code and ``unsafe_pickle`` is off, or no state_dict found.
     """
+    if _weight_files(Path(path)):
+        return _load_safetensors_folder(Path(path))
     path = _readable_file(path)
     sha256 = _sha256(path)
     kind = _sniff(path)
@@ -124,7 +148,7 @@ def load_checkpoint(
     else:
         obj = _torch_load(path, unsafe_pickle)
         layout = "pickled-module" if isinstance(obj, nn.Module) else "state_dict"
-    found = _find_state_dict(obj, key, path)
+    found = _find_state_dict(obj, key, path, trust_specs)
     found.update(path=path, sha256=sha256, layout=found.get("layout", layout))
     found["metadata"] = {**metadata, **found.get("metadata", {})}
     return LoadedCheckpoint(**found)
@@ -136,15 +160,21 @@ def apply_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -
     The prefixes ``module.`` (DataParallel/DDP), ``model.`` (PyTorch Lightning) and
     ``_orig_mod.`` (``torch.compile``) are stripped, alone or combined, when that makes more keys
     match the model's. Every parameter and persistent buffer must then be present with the
-    model's shape; only BatchNorm's ``num_batches_tracked`` may be missing (it keeps the model's
-    value). Floating weights must be finite. The model is left unchanged when any check fails.
+    model's shape and kind (a floating parameter takes floating values: integer or boolean
+    tensors would be cast silently, small weights becoming 0); only BatchNorm's
+    ``num_batches_tracked`` may be missing (it keeps the model's value), and so may a name of a
+    parameter the model ties to another present one (a language model's output layer sharing
+    the input embedding, which safetensors files store once). Floating weights must be finite.
+    The model is left unchanged when any check fails.
 
     Raises:
-        CheckpointError: one line listing missing keys, unexpected keys and shape mismatches
-            (the first few of each, with counts), or naming the first tensor with NaN/Inf.
+        CheckpointError: one line listing missing keys, unexpected keys, shape and dtype
+            mismatches (the first few of each, with counts), or naming the first tensor with
+            NaN/Inf.
     """
     expected = model.state_dict()
     renamed, stripped = _strip_wrapper_prefixes(state_dict, expected.keys())
+    _fill_tied(renamed, model)
     _check_fits(renamed, expected, stripped)
     _check_finite(renamed)
     for name in expected.keys() - renamed.keys():
@@ -287,6 +317,46 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     return tensors, metadata
 
 
+def _weight_files(folder: Path) -> list[Path]:
+    """The safetensors files of a ``save_pretrained`` folder: those its
+    ``model.safetensors.index.json`` lists, else ``model.safetensors``; ``[]`` for anything else.
+    """
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            names = sorted(set(weight_map.values()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"{index} is not a readable shard index: {exc}") from exc
+        files = [folder / name for name in names]
+        missing = [file.name for file in files if not file.is_file()]
+        if missing or not files:
+            raise CheckpointError(f"{folder} lacks shards its index lists: {preview(missing)}")
+        return files
+    single = folder / "model.safetensors"
+    return [single] if single.is_file() else []
+
+
+def _load_safetensors_folder(folder: Path) -> LoadedCheckpoint:
+    files = _weight_files(folder)
+    state_dict: dict[str, torch.Tensor] = {}
+    digest = hashlib.sha256()
+    for file in files:
+        tensors, _ = _read_safetensors(file)
+        repeated = state_dict.keys() & tensors.keys()
+        if repeated:
+            raise CheckpointError(f"{file} repeats tensors of another shard: {preview(repeated)}")
+        state_dict.update(tensors)
+        digest.update(f"{file.name} {_sha256(file)}\n".encode())
+    return LoadedCheckpoint(
+        path=folder,
+        sha256=digest.hexdigest(),
+        layout="safetensors-folder",
+        state_dict=state_dict,
+        metadata={"files": [file.name for file in files]},
+    )
+
+
 def _read_torchscript(path: Path) -> nn.Module:
     try:
         with warnings.catch_warnings():
@@ -337,13 +407,18 @@ def _detail(exc: BaseException) -> str:
 # ------------------------------------------------------------------ finding the state_dict
 
 
-def _find_state_dict(obj: Any, key: str | None, path: Path) -> dict[str, Any]:
+def _find_state_dict(obj: Any, key: str | None, path: Path, trust_specs: bool) -> dict[str, Any]:
     """Return the LoadedCheckpoint fields that depend on the object's layout."""
     if isinstance(obj, nn.Module):
         return {"state_dict": dict(obj.state_dict()), "module": obj}
     if not isinstance(obj, Mapping):
         raise CheckpointError(
             f"{path} holds a {type(obj).__name__}, not a state_dict or a dict containing one"
+        )
+    if not obj:
+        raise CheckpointError(
+            f"{path} holds an empty dict: there are no weights in it; pass the checkpoint that "
+            "holds the trained weights"
         )
     found: dict[str, Any] = {}
     rest = dict(obj)
@@ -356,9 +431,11 @@ def _find_state_dict(obj: Any, key: str | None, path: Path) -> dict[str, Any]:
             )
         found.update(
             layout="flatscope",
-            model_spec=_optional_str(rest.pop("model_spec", None), "model_spec", path),
-            data_spec=_optional_str(rest.pop("data_spec", None), "data_spec", path),
+            model_spec=_file_spec(rest.pop("model_spec", None), "model_spec", path, trust_specs),
+            data_spec=_file_spec(rest.pop("data_spec", None), "data_spec", path, trust_specs),
         )
+        if "extra" in rest:
+            rest["extra"] = _flatscope_extra(rest["extra"], path, trust_specs)
     if key is not None:
         if key not in obj:
             raise CheckpointError(
@@ -398,10 +475,23 @@ def _is_state_dict(obj: Mapping) -> bool:
     )
 
 
-def _optional_str(value: Any, name: str, path: Path) -> str | None:
+def _file_spec(value: Any, name: str, path: Path, trusted: bool) -> FileSpec | None:
+    """A spec stored in the file, marked as read from it (see :class:`FileSpec`)."""
     if value is not None and not isinstance(value, str):
         raise CheckpointError(f"{path} is corrupt: its {name} is a {type(value).__name__}")
-    return value
+    return None if value is None else FileSpec(value, path, trusted)
+
+
+def _flatscope_extra(extra: Any, path: Path, trusted: bool) -> dict[str, Any]:
+    """The ``extra`` entry of a flatscope checkpoint: a dict whose ``loss`` is a spec."""
+    if extra is None:
+        return {}
+    if not isinstance(extra, dict):
+        raise CheckpointError(f"{path} is corrupt: its extra entry is a {type(extra).__name__}")
+    labels = extra.get("train_labels")
+    if labels is not None and not isinstance(labels, torch.Tensor):
+        raise CheckpointError(f"{path} is corrupt: its train_labels are a {type(labels).__name__}")
+    return {**extra, "loss": _file_spec(extra.get("loss"), "loss", path, trusted)}
 
 
 # ----------------------------------------------------------- fitting the state_dict to a model
@@ -438,6 +528,18 @@ def _strip_wrapper_prefixes(
     return {new: state_dict[old] for new, old in best.items()}, best_steps
 
 
+def _fill_tied(state_dict: dict[str, torch.Tensor], model: nn.Module) -> None:
+    """Give each missing name of a tied parameter the tensor of a present name it is tied to."""
+    names_of: dict[int, list[str]] = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        names_of.setdefault(id(parameter), []).append(name)
+    for names in names_of.values():
+        present = next((name for name in names if name in state_dict), None)
+        if present is not None:
+            for name in names:
+                state_dict.setdefault(name, state_dict[present])
+
+
 def _check_fits(
     state_dict: Mapping[str, torch.Tensor],
     expected: Mapping[str, torch.Tensor],
@@ -454,12 +556,22 @@ def _check_fits(
         for name in expected
         if name in state_dict and state_dict[name].shape != expected[name].shape
     ]
+    # load_state_dict would cast integers into floating parameters (small weights become 0)
+    wrong_kind = [
+        f"{name}: checkpoint {str(state_dict[name].dtype).removeprefix('torch.')} vs model "
+        f"{str(expected[name].dtype).removeprefix('torch.')}"
+        for name in expected
+        if name in state_dict
+        and _kind(state_dict[name]) != _kind(expected[name])
+        and _kind(expected[name]) != "integer"
+    ]
     problems = [
         f"{_count(len(items), *labels)} ({preview(items)})"
         for items, *labels in (
             (missing, "missing key"),
             (unexpected, "unexpected key"),
             (mismatched, "shape mismatch", "shape mismatches"),
+            (wrong_kind, "dtype mismatch", "dtype mismatches"),
         )
         if items
     ]
@@ -469,6 +581,12 @@ def _check_fits(
             f"the checkpoint does not fit the model{after}: {'; '.join(problems)}; "
             "check that the model (--model and its options) is the one the checkpoint came from"
         )
+
+
+def _kind(tensor: torch.Tensor) -> str:
+    if tensor.is_complex():
+        return "complex"
+    return "floating" if tensor.is_floating_point() else "integer"
 
 
 def _check_finite(state_dict: Mapping[str, torch.Tensor]) -> None:

@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from flatscope.landscape.evaluation import LossEvaluator
-from flatscope.operators.base import LinearOperator
 from flatscope.operators.hessian import LossFn
+from flatscope.operators.scaled import DiagonallyScaled
 
 __all__ = [
     "AverageSharpness",
@@ -96,18 +96,6 @@ class WorstCaseSharpness:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class _DiagonallyScaled(LinearOperator):
-    """``C A C`` for a diagonal ``C = diag(scale)``: ``tr(C H C) = sum_i c_i^2 H_ii``."""
-
-    def __init__(self, operator: LinearOperator, scale: torch.Tensor) -> None:
-        super().__init__(operator.shape, operator.dtype, operator.device, operator.blocks)
-        self.operator = operator
-        self.scale = scale.to(operator.device, operator.dtype)
-
-    def _matmat(self, V: torch.Tensor) -> torch.Tensor:
-        return self.scale[:, None] * (self.operator @ (self.scale[:, None] * V))
 
 
 def _check_positive(name: str, value: float) -> float:
@@ -185,7 +173,7 @@ def average_sharpness(
         from flatscope.linalg.trace import trace
 
         operator = evaluator.operator
-        hessian = _DiagonallyScaled(operator, w.abs()) if adaptive else operator
+        hessian = DiagonallyScaled(operator, w.abs()) if adaptive else operator
         estimate = trace(hessian, method=trace_method, num_matvecs=trace_matvecs, seed=seed)
         second_order = sigma**2 / 2 * float(estimate.value)
         second_order_stderr = sigma**2 / 2 * float(estimate.stderr)

@@ -13,8 +13,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from flatscope.io.spectral_measure import (
+    default_width,
+    density_grid,
+    smoothed_density,
+)
 from flatscope.linalg._common import (
     as_symmetric_operator,
     check_choice,
@@ -27,8 +33,6 @@ from flatscope.operators.base import LinearOperator
 
 __all__ = ["SpectralDensity", "spectral_density"]
 
-#: Default Gaussian kernel width, as a fraction of the spectral range spanned by the nodes.
-RELATIVE_WIDTH = 0.01
 _F64 = torch.float64
 
 
@@ -49,47 +53,29 @@ class SpectralDensity:
     num_matvecs: int
     method: str
 
-    def _support(self) -> tuple[float, float]:
-        used = self.nodes[self.weights > 0]
-        return float(used.min()), float(used.max())
+    def _measure(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.nodes.cpu().numpy(), self.weights.cpu().numpy()
 
     def default_width(self) -> float:
         """``RELATIVE_WIDTH`` times the range of the nodes (or of ``max(|node|, 1)`` if the
         nodes coincide)."""
-        low, high = self._support()
-        span = high - low if high > low else max(abs(high), 1.0)
-        return RELATIVE_WIDTH * span
+        return default_width(*self._measure())
 
     def evaluate(self, grid: torch.Tensor, width: float | None = None) -> torch.Tensor:
         """The density smoothed by a Gaussian of standard deviation ``width`` at ``grid``:
-        ``(1/P) sum_p sum_j w_pj N(t; theta_pj, width^2)``. It integrates to one over the real
-        line; ``width=None`` uses :meth:`default_width`."""
-        width = self.default_width() if width is None else float(width)
-        if not width > 0:
-            raise ValueError(f"width must be positive, got {width}")
-        t = torch.as_tensor(grid, dtype=_F64).reshape(-1)
-        used = self.weights > 0
-        nodes, inverse = self.nodes[used].unique(return_inverse=True)
-        weights = torch.zeros_like(nodes).index_add_(0, inverse, self.weights[used])
-        weights /= self.nodes.shape[0]
-        out = torch.empty_like(t)
-        for start in range(0, t.numel(), 4096):
-            z2 = ((t[start : start + 4096, None] - nodes) / width).square()
-            # Clamped so that exp never returns subnormal numbers (slow on CPUs); the density
-            # never drops below about 1e-304 / width.
-            out[start : start + 4096] = (torch.exp(-0.5 * z2.clamp_max(1400.0)) * weights).sum(1)
-        return out / (width * math.sqrt(2 * math.pi))
+        ``(1/P) sum_p sum_j w_pj N(t; theta_pj, width^2)``
+        (:func:`flatscope.io.spectral_measure.smoothed_density`). It integrates to one over the
+        real line; ``width=None`` uses :meth:`default_width`."""
+        width = self.default_width() if width is None else width
+        t = torch.as_tensor(grid, dtype=_F64).cpu().numpy()
+        return torch.from_numpy(smoothed_density(*self._measure(), t, width))
 
     def grid(self, num_points: int = 1000, width: float | None = None) -> torch.Tensor:
         """Evaluation points for plots, also on a log density scale: a uniform grid over the
         nodes' range padded by ``5 width``, plus 17 points within ``4 width`` of every node so
         that each narrow peak (an isolated outlier eigenvalue) is resolved."""
         width = self.default_width() if width is None else float(width)
-        low, high = self._support()
-        uniform = torch.linspace(low - 5 * width, high + 5 * width, num_points, dtype=_F64)
-        peaks = self.nodes[self.weights > 0].unique()
-        local = (peaks[:, None] + width * torch.linspace(-4, 4, 17, dtype=_F64)).reshape(-1)
-        return torch.cat([uniform, local]).unique()
+        return torch.from_numpy(density_grid(*self._measure(), width, num_points))
 
     def moment(self, order: int) -> tuple[float, float]:
         """Estimate of ``tr(A^order) / d`` and its standard error over probes.

@@ -15,7 +15,13 @@ Built-in losses (see :mod:`flatscope.models.specs` for the spec syntax):
     tensor operations because ``mse_loss``'s backward lacks a working forward-mode rule in some
     PyTorch versions, which forward-over-reverse Hessian products need.
 
-``package.module:callable[:key=value,...]``
+``causal_lm[:reduction=token]``
+    next-token cross-entropy of a language model's logits ``(B, T, V)`` against its input ids
+    ``(B, T)``, shifted by one position, labels -100 (padding) ignored; the mean over the
+    batch's predicted tokens (``reduction=sequence``: the mean over sequences of their
+    per-token means). See :mod:`flatscope.models.causal_lm` for the exact definition.
+
+``module:callable[:key=value,...]`` (or ``package.module:...``, ``path/file.py:...``)
     a class (``torch.nn:CrossEntropyLoss``) or a spec with values is *called* with those values
     and must return the loss function; any other callable (``torch.nn.functional:huber_loss``,
     ``mypkg.losses:focal``) *is* the loss function.
@@ -29,9 +35,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from flatscope.models.specs import Registry, SpecError, parse_spec
+from flatscope.models.causal_lm import causal_lm
+from flatscope.models.specs import Registry, SpecError
 
-__all__ = ["LOSSES", "LossFn", "build_loss", "loss_spec", "cross_entropy", "mse"]
+__all__ = ["LOSSES", "LossFn", "build_loss", "loss_spec", "cross_entropy", "mse", "causal_lm"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -69,6 +76,9 @@ def mse() -> LossFn:
     return _mse
 
 
+LOSSES.register("causal_lm")(causal_lm)
+
+
 def build_loss(spec: str) -> LossFn:
     """The loss function a spec names (see the module docstring).
 
@@ -76,7 +86,7 @@ def build_loss(spec: str) -> LossFn:
         SpecError: unknown name, an import that fails, bad values, or a factory that does not
             return a callable.
     """
-    parsed = parse_spec(spec)
+    parsed = LOSSES.parse(spec)
     if parsed.is_import and not parsed.args and not parsed.kwargs:
         target = LOSSES.resolve(parsed)
         if not inspect.isclass(target):
@@ -92,7 +102,7 @@ def build_loss(spec: str) -> LossFn:
 
 def loss_spec(spec: str) -> str:
     """The canonical form of a loss spec (defaults written out), as reports record it."""
-    parsed = parse_spec(spec)
+    parsed = LOSSES.parse(spec)
     if parsed.is_import and not parsed.args and not parsed.kwargs:
         return parsed.name
     return LOSSES.canonical(parsed)

@@ -16,6 +16,7 @@ module (``ddp_model.module``), never the ``DistributedDataParallel`` wrapper.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Sized
 
@@ -31,6 +32,7 @@ __all__ = [
     "barrier",
     "shard_batches",
     "init_from_environment",
+    "process_group",
     "ShardSampler",
 ]
 
@@ -85,6 +87,18 @@ def init_from_environment(device: str | None) -> bool:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group("nccl" if cuda else "gloo")
     return True
+
+
+@contextlib.contextmanager
+def process_group(device: str | None) -> Iterator[None]:
+    """Inside ``torchrun`` (``WORLD_SIZE`` > 1), a process group joined for the block (see
+    :func:`init_from_environment`) and destroyed after it; elsewhere nothing happens."""
+    joined = init_from_environment(device)
+    try:
+        yield
+    finally:
+        if joined:
+            dist.destroy_process_group()
 
 
 class ShardSampler(Sampler[int]):

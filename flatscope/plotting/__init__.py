@@ -1,7 +1,8 @@
 """Figures from stored numbers (reports, landscapes); matplotlib only, never a model.
 
-Report figures live in :mod:`flatscope.plotting.report_figures`; landscape figures, when that
-module is installed, in :mod:`flatscope.plotting.landscape` and are re-exported here lazily.
+Report figures live in :mod:`flatscope.plotting.report_figures`; landscape figures in
+:mod:`flatscope.plotting.landscape`, re-exported here lazily. Plotting reads stored numbers
+(:mod:`flatscope.io`) and imports no compute code.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from flatscope.plotting.report_figures import (
     FIGURE_FORMATS,
     density_figure,
     eigenvalue_figure,
-    render_report,
     save_figure,
     trace_figure,
 )
@@ -22,12 +22,11 @@ __all__ = [
     "FIGURE_FORMATS",
     "density_figure",
     "eigenvalue_figure",
-    "render_report",
     "save_figure",
     "trace_figure",
 ]
 
-_LANDSCAPE = ("plot_slice_1d", "plot_surface_2d", "plot_surface_3d")
+_LANDSCAPE = ("plot_slice_1d", "plot_surface_2d", "plot_surface_3d", "shared_levels")
 
 
 def __getattr__(name: str) -> Any:

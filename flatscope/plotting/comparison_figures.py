@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from flatscope.landscape.surface import LandscapeResult
+from flatscope.io.landscape_file import LandscapeResult
 from flatscope.plotting.demo_figures import density_overlay_figure
 from flatscope.plotting.report_figures import save_figure
 
@@ -80,6 +80,7 @@ def eigenvalue_comparison_figure(metrics_by_label: Metrics) -> Figure | None:
                 ranks, values, yerr=errors, fmt="o", color=_colour(index), capsize=3, label=label
             )
         ax.set_xticks(np.arange(1, most + 1))
+        ax.set_xlim(0.5, most + 0.5)  # one rank keeps its width, not the axis's
         ax.set_xlabel("rank")
         ax.set_ylabel("eigenvalue")
         ax.set_title(f"{title} (± residual norm)", fontsize="medium")
@@ -92,6 +93,7 @@ def _bars(ax: Any, labels: Sequence[str], values: Sequence[float], errors: Seque
     colours = [_colour(i) for i in range(len(labels))]
     ax.bar(positions, values, yerr=errors, color=colours, capsize=5)
     ax.set_xticks(positions, labels, rotation=20, ha="right", fontsize="small")
+    ax.set_xlabel("report")
     ax.axhline(0, color="black", lw=0.6)
 
 
@@ -135,6 +137,7 @@ def trace_comparison_figure(metrics_by_label: Metrics) -> Figure | None:
                 label=name,
             )
         ax.set_xticks(positions, labels, rotation=20, ha="right", fontsize="small")
+        ax.set_xlabel("report")
         ax.set_ylabel("E[L(w + e)] - L(w)")
         sigmas = sorted({str(s.get("sigma")) for s in sharpness})
         ax.set_title(f"average-case sharpness, sigma {', '.join(sigmas)}", fontsize="medium")
@@ -145,7 +148,8 @@ def trace_comparison_figure(metrics_by_label: Metrics) -> Figure | None:
 def landscape_overlay_figure(
     slices_by_label: Mapping[str, Sequence[LandscapeResult]],
 ) -> Figure | None:
-    """The 1-D loss slices of every report on one axis; ``None`` when there are none."""
+    """The 1-D loss slices of every report on one axis (titled by
+    :func:`~flatscope.plotting.landscape.plot_slice_1d`); ``None`` when there are none."""
     from flatscope.plotting.landscape import plot_slice_1d
 
     labelled = []
@@ -157,9 +161,7 @@ def landscape_overlay_figure(
             )
     if not labelled:
         return None
-    fig = plot_slice_1d(labelled)
-    fig.axes[0].set_title("1-D loss slices")
-    return fig
+    return plot_slice_1d(labelled)
 
 
 def render_comparison(

@@ -1,9 +1,10 @@
 """Figures of an analysis report, drawn from the stored numbers alone (no model needed).
 
 - ``spectral_density``: the SLQ density smoothed by a Gaussian kernel
-  (:meth:`flatscope.linalg.density.SpectralDensity.evaluate`) on a log scale, which shows the
-  bulk near zero and the isolated outliers together (Ghorbani, Krishnan, Xiao, ICML 2019), with
-  the top (and bottom) eigenvalues marked;
+  (:func:`flatscope.io.spectral_measure.smoothed_density`, width stated in the title) on a log
+  scale, which shows the bulk near zero and the isolated outliers together (Ghorbani, Krishnan,
+  Xiao, ICML 2019), with the top (and bottom) eigenvalues marked; the line breaks where the
+  density falls below the plot's floor;
 - ``eigenvalues``: the top and bottom eigenvalues with their residual norms as error bars (a
   Ritz value ``theta`` with residual ``r`` lies within ``r`` of an eigenvalue);
 - ``trace_per_block``: the trace of each parameter tensor's diagonal Hessian block with its
@@ -18,31 +19,28 @@ canvases directly: no pyplot state is created and no window opens.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from flatscope.errors import OutputError, ReportError
 from flatscope.io.atomic import atomic_write
-from flatscope.io.report import Report
-from flatscope.linalg.density import SpectralDensity
+from flatscope.io.spectral_measure import default_width, density_grid, smoothed_density
+from flatscope.plotting._density import DENSITY_FLOOR, plot_log_density, smoothing_note
 
 __all__ = [
+    "DENSITY_FLOOR",
     "FIGURE_FORMATS",
     "density_figure",
     "eigenvalue_figure",
     "trace_figure",
     "save_figure",
-    "render_report",
 ]
 
 FIGURE_FORMATS = ("png", "pdf")
 DPI = 150
-#: The density is drawn down to this fraction of its peak on the log scale.
-DENSITY_FLOOR = 1e-7
 _MARKERS = (
     ("top_eigenvalues", "tab:red", "top eigenvalues"),
     ("bottom_eigenvalues", "tab:blue", "bottom eigenvalues"),
@@ -54,23 +52,26 @@ def density_figure(metrics: Mapping[str, Any]) -> Figure | None:
     ``None`` when the report holds no ``spectral_density``."""
     if "spectral_density" not in metrics:
         return None
-    density = SpectralDensity.from_dict(metrics["spectral_density"])
-    grid = density.grid()
-    values = density.evaluate(grid).numpy()
-    floor = DENSITY_FLOOR * float(values.max())
+    entry = metrics["spectral_density"]
+    nodes, weights = np.asarray(entry["nodes"], float), np.asarray(entry["weights"], float)
+    width = default_width(nodes, weights)
+    grid = density_grid(nodes, weights, width)
+    values = smoothed_density(nodes, weights, grid, width)
     fig = Figure(figsize=(6, 3.8), layout="constrained")
     ax = fig.add_subplot()
-    ax.semilogy(grid.numpy(), np.maximum(values, floor), color="black", lw=1.2, label="density")
-    ax.set_ylim(bottom=floor)
+    plot_log_density(
+        ax, grid, values, DENSITY_FLOOR * values.max(), color="black", lw=1.2, label="density"
+    )
     for name, color, label in _MARKERS:
         for index, value in enumerate(metrics.get(name, {}).get("values", [])):
             if value is not None:
                 ax.axvline(value, color=color, ls="--", lw=0.8, label=None if index else label)
     ax.set_xlabel("eigenvalue")
     ax.set_ylabel("density (log scale)")
-    entry = metrics["spectral_density"]
     ax.set_title(
-        f"Hessian spectral density ({len(entry['nodes'])} probes, {entry['num_matvecs']} HVPs)"
+        f"Hessian spectral density ({entry['method'].upper()}, {len(entry['nodes'])} probes, "
+        f"{entry['num_matvecs']} HVPs)\n{smoothing_note(width)}",
+        fontsize="medium",
     )
     ax.legend(fontsize="small")
     return fig
@@ -112,6 +113,7 @@ def trace_figure(metrics: Mapping[str, Any]) -> Figure | None:
     positions = np.arange(len(names))
     ax.barh(positions, values, xerr=errors, color="tab:green", capsize=3)
     ax.set_yticks(positions, names, fontsize="small")
+    ax.set_ylabel("parameter tensor")
     ax.invert_yaxis()
     ax.axvline(0, color="black", lw=0.6)
     ax.set_xlabel("trace of the diagonal block")
@@ -124,13 +126,6 @@ def trace_figure(metrics: Mapping[str, Any]) -> Figure | None:
 
 def _finite(value: Any) -> float:
     return float("nan") if value is None else float(value)
-
-
-FIGURES: dict[str, Callable[[Mapping[str, Any]], Figure | None]] = {
-    "spectral_density": density_figure,
-    "eigenvalues": eigenvalue_figure,
-    "trace_per_block": trace_figure,
-}
 
 
 def save_figure(
@@ -153,45 +148,3 @@ def save_figure(
         atomic_write(path, write)
         paths.append(path)
     return paths
-
-
-def render_report(
-    report: Report | Mapping[str, Any] | str | os.PathLike, out: str | os.PathLike | None = None
-) -> list[Path]:
-    """Render every figure the report's metrics allow into ``out``; return the files written.
-
-    Args:
-        report: a :class:`~flatscope.io.report.Report`, its ``to_dict()``, or a report file.
-        out: the directory for the figures (created if needed); by default the report's own.
-
-    Raises:
-        ReportError: the file is not a valid report. OutputError: ``out`` cannot be written.
-    """
-    if isinstance(report, (str, os.PathLike)):
-        report = Report.load(report)
-    if isinstance(report, Report):
-        out = report.path.parent if out is None and report.path is not None else out
-        document = report.to_dict()
-    else:
-        document = dict(report)
-    if out is None:
-        raise ValueError("render_report needs an output directory for an in-memory report")
-    metrics = document.get("metrics")
-    if not isinstance(metrics, Mapping):
-        raise ReportError("the report has no metrics object")
-    figures = {}
-    for name, draw in FIGURES.items():
-        try:
-            figures[name] = draw(metrics)
-        except (KeyError, TypeError, ValueError, IndexError) as err:
-            raise ReportError(
-                f"the report's numbers for figure {name!r} are malformed: {err}"
-            ) from err
-    figures = {name: fig for name, fig in figures.items() if fig is not None}
-    out = Path(out)
-    if figures:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise OutputError(f"cannot create {out}: {err.strerror or err}") from err
-    return [path for name, fig in figures.items() for path in save_figure(fig, out / name)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib
 import io
 import json
 import math
@@ -14,15 +13,19 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, hessian
 
-from flatscope.app.analyze import AnalysisError, analyze, summary
+from flatscope.app.analyze import analyze, analyze_checkpoint, summary
 from flatscope.data import load_data
 from flatscope.errors import OutputError, ReportError
+from flatscope.io import save_checkpoint
 from flatscope.linalg import diagonal
+from flatscope.metrics import AnalysisError, AnalysisSettings, entries_of, parse_metrics
+from flatscope.metrics import diagonal as diagonal_metric
+from flatscope.metrics import sharpness as sharpness_metric
 from flatscope.models import build_model
 from flatscope.operators.params import flatten, unflatten
 
 # the module, even once flatscope/__init__.py exports the function of the same name
-analyze_module = importlib.import_module("flatscope.app.analyze")
+
 
 SPEC = "mlp:in_features=4,hidden=3,depth=1,num_classes=3,activation=tanh"
 D = 4 * 3 + 3 + 3 * 3 + 3  # parameters of SPEC
@@ -106,7 +109,7 @@ def test_numbers_match_the_dense_hessian(problem):
 
 
 def test_large_diagonals_keep_the_summary_only(problem, monkeypatch):
-    monkeypatch.setattr(analyze_module, "DIAGONAL_FULL_LIMIT", D - 1)
+    monkeypatch.setattr(diagonal_metric, "DIAGONAL_FULL_LIMIT", D - 1)
     entry = run(problem, "diagonal", **FAST).metrics["hessian_diagonal"]
     assert "values" not in entry and "stderr" not in entry
     assert entry["dimension"] == D and set(entry["per_block"]) == {
@@ -134,15 +137,9 @@ def test_resume_computes_only_the_missing_metrics_and_ends_like_one_run(problem,
     assert resumed.timings["hessian_trace"] == trace_seconds  # kept, not recomputed
     on_disk = json.loads((tmp_path / "resumed" / "report.json").read_text())
     assert on_disk["metrics"] == whole.metrics
-    assert set(on_disk["metrics"]) == {
-        "loss",
-        "gradient_norm",
-        "hessian_trace",
-        "top_eigenvalues",
-        "spectral_density",
-        "hessian_diagonal",
-        "sharpness",
-    }
+    everything = entries_of(parse_metrics("all"), AnalysisSettings(**FAST))
+    assert list(on_disk["metrics"]) == everything
+    assert {"hessian_trace", "top_eigenvalues", "spectral_density", "sharpness"} < set(everything)
 
 
 def test_resume_refuses_other_settings_or_other_weights(problem, tmp_path):
@@ -170,12 +167,12 @@ def test_sharpness_is_the_landscape_functions_on_the_same_inputs(problem):
         F.cross_entropy,
         batches,
         0.02,
-        num_samples=analyze_module.SHARPNESS_SAMPLES,
+        num_samples=sharpness_metric.SHARPNESS_SAMPLES,
         trace_matvecs=FAST["num_matvecs"],
         **common,
     )
     worst = worst_case_sharpness(
-        model, F.cross_entropy, batches, 0.05, steps=analyze_module.SHARPNESS_STEPS, **common
+        model, F.cross_entropy, batches, 0.05, steps=sharpness_metric.SHARPNESS_STEPS, **common
     )
     assert entry["sharpness"] == {"average": average.to_dict(), "worst_case": worst.to_dict()}
 
@@ -189,17 +186,61 @@ def test_the_header_describes_the_inputs(problem):
     assert document["model"] == "torch.nn.modules.container.Sequential"
     assert document["checkpoint"]["path"] is None and len(document["checkpoint"]["sha256"]) == 64
     assert document["loss"] == "mse"
-    assert document["data"] == {
+    data = document["data"]
+    hashes = [data.pop("indices_sha256"), data.pop("labels_sha256")]
+    assert data == {
         "spec": bundle.spec,
         "split": "train",
+        "split_size": 36,
         "subset": 20,
         "seed": 2,
         "batch_size": 8,
         "label_noise": None,
+        "label_noise_seed": None,
         "num_samples": 20,
     }
+    assert all(len(h) == 64 and int(h, 16) >= 0 for h in hashes)
     assert document["settings"]["params"] == ["1.*"] and document["settings"]["device"] == "cpu"
     assert set(document["metrics"]["hessian_trace"]["per_block"]) == {"1.weight", "1.bias"}
+
+
+def test_the_header_tells_labels_and_samples_apart(tmp_path):
+    """Same noisy labels and samples: the same hashes; another noise seed or subset: others.
+    A checkpoint of a run on noisy labels records its noise spec and seed."""
+    model = build_model("mlp:in_features=64,hidden=4,depth=1", seed=0)
+
+    def header(**options) -> dict:
+        data = load_data("digits", "train", batch_size=64, **options)
+        report = analyze(model, "cross_entropy", data, "trace", progress=False, **FAST)
+        return report.to_dict()["data"]
+
+    noisy = header(subset=40, seed=1, label_noise="symmetric:rate=0.4,seed=5")
+    assert noisy == header(subset=40, seed=1, label_noise="symmetric:rate=0.4,seed=5")
+    assert noisy["label_noise"] == "symmetric:rate=0.4,seed=5" and noisy["label_noise_seed"] == 5
+    other_labels = header(subset=40, seed=1, label_noise="symmetric:rate=0.4,seed=6")
+    assert other_labels["labels_sha256"] != noisy["labels_sha256"]
+    assert other_labels["indices_sha256"] == noisy["indices_sha256"]
+    other_samples = header(subset=40, seed=2, label_noise="symmetric:rate=0.4,seed=5")
+    assert other_samples["indices_sha256"] != noisy["indices_sha256"]
+    whole = header()
+    assert (whole["subset"], whole["indices_sha256"], whole["split_size"]) == (None, None, 1079)
+    text = summary(
+        {"checkpoint": {}, "model": "m", "loss": "l", "data": noisy, "metrics": {}, "timings": {}}
+    )
+    assert "40 of 1,079 samples (seeded subset, seed 1" in text
+    assert f"labels: noise symmetric:rate=0.4,seed=5, sha256 {noisy['labels_sha256'][:12]}" in text
+
+    bundle = load_data("digits", "train", label_noise="symmetric:0.4", seed=3)
+    save_checkpoint(
+        tmp_path / "run.pt",
+        model,
+        model_spec="mlp:in_features=64,hidden=4,depth=1",
+        data_spec="digits",
+        extra={"label_noise": bundle.label_noise.spec, "train_labels": bundle.labels},
+    )
+    report = analyze_checkpoint(tmp_path / "run.pt", "trace", progress=False, **FAST)
+    data = report.to_dict()["data"]
+    assert (data["label_noise"], data["label_noise_seed"]) == ("symmetric:rate=0.4,seed=3", 3)
 
 
 class CountingLoss:
@@ -217,7 +258,7 @@ class CountingLoss:
         ({"metrics": "trace,hessian"}, AnalysisError, "unknown metric 'hessian'; choose from"),
         ({"metrics": "trace", "top_k": 0}, AnalysisError, r"top_k \(--top-k\) must be"),
         ({"metrics": "trace", "trace_method": "exact"}, AnalysisError, "unknown trace_method"),
-        ({"metrics": "trace", "dtype": "float16"}, AnalysisError, "must be one of float32"),
+        ({"metrics": "trace", "dtype": "float16"}, AnalysisError, "unknown dtype .* float32"),
         ({"metrics": "trace", "params": ["conv*"]}, AnalysisError, "'conv\\*' matches no"),
         ({"metrics": "trace", "num_probes": 3}, TypeError, "unknown setting"),
         ({"metrics": "trace", "out": "FILE/sub"}, OutputError, "is a file, not a directory"),

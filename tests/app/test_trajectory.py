@@ -10,10 +10,11 @@ import torch
 from torch import nn
 
 from flatscope.app.analyze import analyze
-from flatscope.app.trajectory import run_checkpoints, select_checkpoints, trajectory
+from flatscope.app.trajectory import select_checkpoints, trajectory
 from flatscope.cli import main
 from flatscope.errors import FlatscopeError
 from flatscope.io import save_checkpoint
+from flatscope.io.run_folder import run_checkpoints
 from flatscope.models.zoo import build_model
 
 F64 = torch.float64

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+import sys
 import textwrap
 
 import pytest
@@ -10,7 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flatscope.errors import FlatscopeError
-from flatscope.models.specs import Registry, Spec, SpecError, format_value, parse_spec, parse_value
+from flatscope.models.specs import (
+    FileSpec,
+    Registry,
+    Spec,
+    SpecError,
+    UntrustedSpecError,
+    format_value,
+    parse_spec,
+    parse_value,
+)
 
 
 def test_parse_registry_spec_with_positional_and_keyword_values():
@@ -198,7 +209,7 @@ def test_import_failures_are_spec_errors(tmp_path, monkeypatch):
     registry = Registry("model")
     assert registry.build("flatscope_spec_fixture.fine:make:size=4") == ("made", 4)
     cases = [
-        ("no_such_pkg.mod:f", "cannot import module 'no_such_pkg.mod'.*ModuleNotFoundError"),
+        ("no_such_pkg.mod:f", "cannot import module 'no_such_pkg.mod'.*no module 'no_such_pkg'"),
         ("flatscope_spec_fixture.broken:f", "RuntimeError: boom at import"),
         ("flatscope_spec_fixture.fine:missing", "has no attribute 'missing'"),
         ("flatscope_spec_fixture.fine:VALUE", "cannot be called"),
@@ -216,3 +227,85 @@ def test_registry_without_imports_refuses_import_specs():
         registry.build("os.path:join")
     with pytest.raises(ValueError, match="already registered"):
         registry.register("mse")(lambda: None)
+
+
+@pytest.fixture
+def user_modules():
+    """Forget the modules a test imports from its folder."""
+    before = set(sys.modules)
+    yield
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
+@pytest.mark.usefixtures("user_modules")
+def test_a_spec_read_from_a_file_resolves_to_registry_names_only(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "userfactories.py").write_text("def make(size: int = 1):\n    return size\n")
+    registry = Registry("model")
+    registry.register("plain", trusted_only=("code",))(lambda size=1, code=None: (size, code))
+    untrusted = {
+        "os.path:join:a": "would import 'os.path'",
+        "userfactories:make": "would import 'userfactories'",
+        "./userfactories.py:make": "would import './userfactories.py'",
+        "plain:code=x": "sets code=x, a value only a trusted spec may set",
+    }
+    for text, message in untrusted.items():
+        spec = FileSpec(text, "run/final.pt")
+        with pytest.raises(UntrustedSpecError, match=re.escape(message)) as info:
+            registry.build(spec)
+        assert str(info.value).startswith(f"run/final.pt names the model spec {text!r}")
+        assert str(info.value).endswith(f"pass --model {text!r} yourself or add --trust-specs")
+        trusted = FileSpec(text, "run/final.pt", trusted=True)
+        if not text.startswith("os"):
+            registry.build(trusted)  # trusted: imports and runs
+    assert registry.build(FileSpec("plain:size=3,code=none", "a.pt")) == (3, None)  # the default
+    assert registry.canonical(FileSpec("plain:size=3", "a.pt")) == "plain:size=3,code=none"
+
+
+@pytest.mark.usefixtures("user_modules")
+def test_import_specs_as_people_write_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "nets" / "deep.py").write_text("def make(width: int = 2):\n    return width\n")
+    (tmp_path / "toplevel.py").write_text("from nets.deep import make\n")
+    (tmp_path / "plain.py").write_text("def make():\n    return 'file'\n")
+    registry = Registry("model")
+    registry.register("plain")(lambda hidden=1: ("registry", hidden))
+    assert registry.build("toplevel:make:width=5") == 5  # the current folder is importable
+    assert registry.canonical("toplevel:make") == "toplevel:make:width=2"
+    assert registry.build("nets/deep.py:make:3") == 3
+    assert registry.build("plain:hidden=4") == ("registry", 4)  # registry names keep priority
+    assert registry.build("./plain.py:make") == "file"
+    for text in ("plain:make", "plain:make:x=1"):
+        with pytest.raises(SpecError, match="ambiguous.*write ./plain.py:make for the file"):
+            registry.build(text)
+    with pytest.raises(SpecError, match="no module 'nothere' in the current folder.*not a model"):
+        registry.build("nothere:make")
+
+
+def test_a_quoted_value_reaches_an_unhinted_parameter_as_a_string():
+    registry = Registry("model")
+
+    @registry.register("tagged")
+    def tagged(tag=None, count: int = 0):
+        return tag, count
+
+    assert registry.build("tagged:tag='abc'") == ("abc", 0)
+    assert registry.build("tagged:tag=abc,count=2") == ("abc", 2)
+    assert registry.build("tagged:tag='3'") == ("3", 0)
+    with pytest.raises(SpecError, match="count expects int, got the string '2'"):
+        registry.build("tagged:count='2'")
+
+
+@pytest.mark.usefixtures("user_modules")
+def test_exits_and_interrupts_of_user_factories_are_spec_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    source = "def quits():\n    sys.exit(0)\ndef stops():\n    raise KeyboardInterrupt\n"
+    (tmp_path / "leaving.py").write_text("import sys\n" + source)
+    registry = Registry("data")
+    with pytest.raises(SpecError, match=r"called sys.exit\(0\); a factory must return"):
+        registry.build("leaving:quits")
+    with pytest.raises(SpecError, match=r"interrupted \(KeyboardInterrupt\)"):
+        registry.build("leaving:stops")
