@@ -40,8 +40,11 @@ import argparse
 import importlib
 import math
 import statistics
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,8 +52,11 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
-import flatscope.linalg as la
-from flatscope.operators import DenseOperator, HessianOperator, unflatten
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import flatscope.linalg as la  # noqa: E402
+from flatscope.operators import DenseOperator, HessianOperator, unflatten  # noqa: E402
+from tests.linalg._networks import trained_hessian, trained_network  # noqa: E402
 
 F64 = torch.float64
 BUDGETS = (30, 100, 300)
@@ -286,6 +292,87 @@ def density_timing(op_factory, make_pyhessian: Callable[[], object]) -> None:
     print(f"time per HVP, PyHessian / flatscope: {theirs / ours:.1f}")
 
 
+# ----------------------------------------------------------------------------- block size
+def block_size_table(name: str, op_factory, reference: torch.Tensor, k: int = 5) -> None:
+    """Products, seconds and accuracy of the top-``k`` search per block size, at analyze's
+    tolerance 1e-3 and at 1e-6 (medians over ``EIGEN_SEEDS`` seeds)."""
+    print(f"\n[{name}] top-{k} eigenvalues by block Lanczos, per block size")
+    print(f"{'tol':>7}{'block':>7}{'HVPs':>7}{'seconds':>10}{'max rel err':>14}{'converged':>11}")
+    blocks = (1, 2, 3, k)
+    for tol in (1e-3, 1e-6):
+        runs: dict[int, list] = {block: [] for block in blocks}
+        for seed in range(EIGEN_SEEDS):
+            for block in blocks:  # interleaved, so that a busy machine slows every block alike
+                op = op_factory()
+                start = time.perf_counter()
+                result = la.eigenvalues(op, k, tol=tol, seed=seed, block_size=block)
+                error = float(((result.values - reference) / reference).abs().max())
+                seconds = time.perf_counter() - start
+                runs[block].append((op.num_matvecs, seconds, error, result.converged))
+        for block, rows in runs.items():
+            hvps, seconds, errors, converged = zip(*rows, strict=True)
+            print(
+                f"{tol:>7.0e}{block:>7}{_median(hvps):>7.0f}{_median(seconds):>10.2f}"
+                f"{_median(errors):>14.1e}{sum(converged):>8}/{EIGEN_SEEDS}"
+            )
+
+
+# ----------------------------------------------------------------------------- sharing
+def _scored(estimates: list, exact: float) -> tuple[float, float]:
+    """Median relative error and coverage of ``value ± 1.96 stderr``."""
+    errors = [abs(e.value - exact) / abs(exact) for e in estimates]
+    covered = sum(abs(e.value - exact) <= 1.96 * e.stderr for e in estimates) / len(estimates)
+    return _median(errors), covered
+
+
+def sharing_table(name: str, H: torch.Tensor, seeds: int, k: int = 5, tol: float = 1e-3):
+    """Trace and top-``k`` eigenvalues from one budget (the eigen solve's Krylov space deflates
+    the trace) against today's separate runs (analyze: block size ``k``, then a trace)."""
+    exact = float(H.trace())
+    print(f"\n[{name}] trace + top-{k} eigenvalues (tol {tol:g}), d = {H.shape[0]}, {seeds} seeds")
+    print(f"{'run':<46}{'HVPs':>6}{'median rel err':>16}{'cover 95%':>11}")
+    rows = {}
+    for block in (k, 1):
+        runs = [la.eigenvalues(H, k, tol=tol, seed=s, block_size=block) for s in range(seeds)]
+        eig_hvps = _median([run.num_matvecs for run in runs])
+        for method in ("hutchpp", "xtrace"):
+            estimates = [la.trace(H, method, 100, seed=s) for s in range(seeds)]
+            rows[block, method] = (eig_hvps + 100, *_scored(estimates, exact))
+            hvps, error, covered = rows[block, method]
+            label = f"separate: eig (block {block}) + {method}(100)"
+            print(f"{label:<46}{hvps:>6.0f}{error:>16.2e}{covered:>11.0%}")
+    shared = {}
+    for total in (50, 60, 80, 100, 130):
+        for fraction in (0.5, 0.7, 0.85):
+            estimates, hvps = [], []
+            for s in range(seeds):
+                eig = la.eigenvalues(H, k, tol=tol, seed=s, min_subspace=int(fraction * total))
+                budget = max(total - eig.num_matvecs, 4)
+                estimates.append(la.trace(H, "hutchinson", budget, seed=s, deflate=eig))
+                hvps.append(eig.num_matvecs + estimates[-1].num_matvecs)
+            error, covered = _scored(estimates, exact)
+            shared[total, fraction] = (_median(hvps), error)
+            label = f"shared: eig ({fraction:.0%} of the budget) + hutchinson"
+            print(f"{label:<46}{_median(hvps):>6.0f}{error:>16.2e}{covered:>11.0%}")
+    today_hvps, today = rows[k, "hutchpp"][:2]  # what analyze ran: block k, Hutch++
+    best = min(error for _, error, _ in rows.values())
+    cheapest = min((hvps for hvps, error in shared.values() if error <= today), default=None)
+    at_equal = min(
+        (error for hvps, error in shared.values() if hvps <= today_hvps), default=float("nan")
+    )
+    if cheapest is None:
+        print("no shared run reached today's accuracy")
+    else:
+        print(
+            f"today's accuracy (eig + hutchpp(100), {today:.2e}) with {cheapest:.0f} instead of "
+            f"{today_hvps:.0f} HVPs: {cheapest / today_hvps:.2f}x (target <= 0.6)"
+        )
+    print(
+        f"at <= {today_hvps:.0f} HVPs the best shared error is {at_equal / best:.2f}x the best "
+        f"separate estimator's at 100 (target <= 0.5)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=50)
@@ -300,7 +387,19 @@ def main() -> None:
         help="run PyHessian's 50 x 300 trace HVPs on w^T H w / 2 with the dense H (fast), or on "
         "the network over all of digits (several minutes)",
     )
+    parser.add_argument(
+        "--sections",
+        default="pyhessian,blocks,sharing",
+        help="comma-separated: pyhessian (trace, eigenvalues and density against PyHessian), "
+        "blocks (block size of the eigen solver), sharing (trace deflated by the eigen solve)",
+    )
+    parser.add_argument("--cnn", default="cnn:width=8", help="the digits CNN (a zoo spec)")
+    parser.add_argument("--cnn-samples", type=int, default=256)
+    parser.add_argument(
+        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "flatscope-hessians"
+    )
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     torch.set_num_threads(args.threads)
     total = time.perf_counter()
 
@@ -324,13 +423,9 @@ def main() -> None:
     def digits_pyhessian() -> object:
         return _pyhessian(model, loss_fn, (x, y))
 
-    _check_pyhessian_product(digits_pyhessian(), H)
-
     def digits_operator() -> HessianOperator:
         return HessianOperator(model, loss_fn, (x, y), dtype=F64)
 
-    A = _synthetic(args.synthetic_dim)
-    on_model = args.pyhessian_trace_on == "model"
     section = time.perf_counter()
 
     def elapsed() -> None:
@@ -338,24 +433,49 @@ def main() -> None:
         print(f"(section took {time.perf_counter() - section:.0f} s)")
         section = time.perf_counter()
 
-    trace_ratio = trace_table(
-        "digits", H, digits_pyhessian if on_model else _quadratic_pyhessian(H), args.seeds
-    )
-    elapsed()
-    trace_table("synthetic", A, _quadratic_pyhessian(A), args.seeds)
-    elapsed()
-    eigen_ratio, eigen_error = eigen_table("digits", H, digits_pyhessian, digits_operator)
-    eigen_table("synthetic", A, _quadratic_pyhessian(A), lambda: DenseOperator(A))
-    elapsed()
-    density_timing(digits_operator, digits_pyhessian)
-    elapsed()
-
-    print("\nTargets (digits):")
-    print(f"  trace at 100 HVPs, PyHessian error / best flatscope error: {trace_ratio:.1f} (>= 5)")
-    print(
-        f"  top-5 eigenvalues: flatscope HVPs / PyHessian HVPs = {eigen_ratio:.2f} (<= 0.5) "
-        f"at relative error {eigen_error:.1e} (<= 1e-6)"
-    )
+    if "pyhessian" in sections:
+        _check_pyhessian_product(digits_pyhessian(), H)
+        A = _synthetic(args.synthetic_dim)
+        on_model = args.pyhessian_trace_on == "model"
+        trace_ratio = trace_table(
+            "digits", H, digits_pyhessian if on_model else _quadratic_pyhessian(H), args.seeds
+        )
+        elapsed()
+        trace_table("synthetic", A, _quadratic_pyhessian(A), args.seeds)
+        elapsed()
+        eigen_ratio, eigen_error = eigen_table("digits", H, digits_pyhessian, digits_operator)
+        eigen_table("synthetic", A, _quadratic_pyhessian(A), lambda: DenseOperator(A))
+        elapsed()
+        density_timing(digits_operator, digits_pyhessian)
+        elapsed()
+        print("\nTargets (digits):")
+        print(
+            f"  trace at 100 HVPs, PyHessian error / best flatscope error: {trace_ratio:.1f} (>= 5)"
+        )
+        print(
+            f"  top-5 eigenvalues: flatscope HVPs / PyHessian HVPs = {eigen_ratio:.2f} (<= 0.5) "
+            f"at relative error {eigen_error:.1e} (<= 1e-6)"
+        )
+    if "blocks" in sections:
+        cnn = trained_network(args.cnn, samples=args.cnn_samples)
+        print(f"\ndigits CNN {cnn.name}: trained; Hessian over {args.cnn_samples} samples")
+        for name, factory in [
+            ("digits MLP (HessianOperator)", digits_operator),
+            (f"digits CNN {args.cnn} (HessianOperator)", cnn.operator),
+        ]:
+            reference = la.eigenvalues(factory(), 5, tol=1e-10, subspace_size=60).values
+            block_size_table(name, factory, reference)
+        elapsed()
+    if "sharing" in sections:
+        start = time.perf_counter()
+        cnn_H = trained_hessian(args.cnn, samples=args.cnn_samples, cache=args.cache).matrix
+        print(
+            f"\ndigits CNN {args.cnn}: {cnn_H.shape[0]} parameters; trained, dense Hessian over "
+            f"{args.cnn_samples} samples in {time.perf_counter() - start:.0f} s"
+        )
+        sharing_table("digits MLP", H, args.seeds)
+        sharing_table(f"digits CNN {args.cnn}", cnn_H, args.seeds)
+        elapsed()
     print(f"total {time.perf_counter() - total:.0f} s")
 
 

@@ -12,7 +12,7 @@ from flatscope import optim
 from flatscope.app.analyze import analyze
 from flatscope.app.compare import compare
 from flatscope.app.trajectory import trajectory
-from flatscope.app.verify import verify
+from flatscope.app.verify import verify, verify_groups
 from flatscope.data import DataBundle, LabelNoise, load_data
 from flatscope.errors import CheckpointError, FlatscopeError, OutputError, ReportError
 from flatscope.io import Report, load_checkpoint, save_checkpoint
@@ -72,6 +72,7 @@ __all__ = [
     "worst_case_sharpness",
     "analyze",
     "verify",
+    "verify_groups",
     "compare",
     "trajectory",
     "train",

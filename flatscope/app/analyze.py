@@ -76,21 +76,43 @@ def _checkpoint_header(checkpoint: LoadedCheckpoint | None, model: nn.Module) ->
     }
 
 
+def _tensors_sha256(tensors: Iterable[torch.Tensor]) -> str:
+    """SHA-256 of tensors' dtypes, shapes and bytes, in order."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _data_header(data: Any, data_spec: str | None) -> tuple[Any, dict[str, Any]]:
-    """The batches the operator reads, and the report's description of them."""
-    if isinstance(data, DataBundle):
-        header = {
-            "spec": data_spec or data.spec,
-            "split": data.split,
-            "subset": None if data.indices is None else len(data),
-            "seed": data.seed,
-            "batch_size": data.batch_size,
-            "label_noise": None if data.label_noise is None else data.label_noise.spec,
-        }
-        # under torch.distributed each rank takes every world-th batch: the operator's
-        # all-reduced weighted sums then cover every sample once
-        return shard_batches(data.batches()), header
-    return data, {"spec": data_spec or "custom"}
+    """The batches the operator reads, and the report's description of them.
+
+    For a :class:`DataBundle` the description says where every number came from: the split
+    and its size, the seeded subset (its size, seed and the SHA-256 of the sample positions in
+    the split), the label noise (canonical spec and its seed) and the SHA-256 of the targets
+    analysed, in order, so two reports on different noisy labels or samples never look alike.
+    """
+    if not isinstance(data, DataBundle):
+        return data, {"spec": data_spec or "custom"}
+    batches = data.batches()
+    noise = data.label_noise
+    header = {
+        "spec": data_spec or data.spec,
+        "split": data.split,
+        "split_size": len(data) if data.indices is None else data.split_size,
+        "subset": None if data.indices is None else len(data),
+        "seed": data.seed,
+        "indices_sha256": None if data.indices is None else _tensors_sha256([data.indices]),
+        "batch_size": data.batch_size,
+        "label_noise": None if noise is None else noise.spec,
+        "label_noise_seed": None if noise is None else noise.seed,
+        "labels_sha256": _tensors_sha256(targets for _, targets in batches),
+    }
+    # under torch.distributed each rank takes every world-th batch: the operator's
+    # all-reduced weighted sums then cover every sample once
+    return shard_batches(batches), header
 
 
 def _loss(loss_fn: str | LossFn, spec: str | None) -> tuple[LossFn, str]:
@@ -266,12 +288,11 @@ def analyze_checkpoint(
 def summary(report: Report | Mapping[str, Any]) -> str:
     """A short table of a report's metrics with the products and seconds each one took."""
     document = report.to_dict() if isinstance(report, Report) else report
-    data = document["data"]
     lines = [
         f"flatscope analysis of {document['checkpoint'].get('path') or 'an in-memory model'}",
-        f"model {document['model']}; data {data['spec']} ({data['num_samples']} samples); "
-        f"loss {document['loss']}",
-        f"{'metric':<19} {'value':<56} {'HVPs':>5} {'seconds':>8}",
+        f"model {document['model']}; loss {document['loss']}",
+        *data_lines(document["data"]),
+        f"{'metric':<21} {'value':<56} {'HVPs':>5} {'seconds':>8}",
     ]
     for name, entry in document["metrics"].items():
         metric = metric_of(name)
@@ -279,7 +300,27 @@ def summary(report: Report | Mapping[str, Any]) -> str:
         products = None if metric is None else metric.products(name, entry)
         seconds = document["timings"].get(name)
         lines.append(
-            f"{name:<19} {text:<56} {'' if products is None else products:>5} "
+            f"{name:<21} {text:<56} {'' if products is None else products:>5} "
             f"{'' if seconds is None else f'{seconds:.2f}':>8}"
         )
     return "\n".join(lines)
+
+
+def data_lines(data: Mapping[str, Any]) -> list[str]:
+    """The report's data header in words: which samples of which split, with which labels
+    (for example ``256 of 1,079 samples (seeded subset, seed 0)``)."""
+    count = data.get("num_samples")
+    samples = f"{count:,} samples" if isinstance(count, int) else "samples"
+    total = data.get("split_size")
+    if data.get("subset") is not None and isinstance(total, int):
+        samples = f"{samples.removesuffix(' samples')} of {total:,} samples (seeded subset, seed "
+        samples += f"{data.get('seed')}, indices sha256 {str(data.get('indices_sha256'))[:12]})"
+    elif isinstance(total, int):
+        samples += " (the whole split)"
+    split = f", {data['split']} split" if data.get("split") else ""
+    lines = [f"data {data['spec']}{split}: {samples}"]
+    if "labels_sha256" in data:
+        noise = data.get("label_noise")
+        kind = "no synthetic noise" if noise is None else f"noise {noise}"
+        lines.append(f"labels: {kind}, sha256 {str(data['labels_sha256'])[:12]}")
+    return lines

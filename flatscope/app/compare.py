@@ -19,11 +19,23 @@ final accuracy         a run directory's last ``metrics.jsonl`` record (train/va
 trace[block]           per-parameter-tensor traces (markdown only: they can be many)
 =====================  ====================================================================
 
+scaled trace, normalized trace, scaled top eigenvalue and adaptive sharpness are the
+scale-invariant measures of :mod:`flatscope.metrics.scaled_trace` and its siblings. Every ± is
+the estimator's error for one checkpoint: it says nothing about the spread between training
+runs. For that compare groups of runs, one per seed (``groups=``, ``flatscope compare --group``;
+:mod:`flatscope.app.groups`), which gives per-seed values, ratios of means with intervals over
+seeds and Welch's test (:mod:`flatscope.app.seed_statistics`).
+
+``matched_loss`` adds the rows of each run at a common training loss (``"auto"`` or a level):
+each run's checkpoint, or the interpolation between two checkpoints, where the exact loss of
+its checkpoint analyses first reaches the level (:mod:`flatscope.app.matched_loss`; a run needs
+``flatscope train --checkpoint-every N`` and ``flatscope trajectory RUN --every 1``).
+
 A run directory (``config.json``, ``metrics.jsonl``, ``final.pt`` as
 :func:`flatscope.training.trainer.train` writes it) contributes the report of its final
-checkpoint, looked up in :data:`RUN_REPORTS` order: ``RUN_DIR/analysis/report.json`` (what
-``flatscope analyze RUN_DIR/final.pt --out RUN_DIR/analysis`` writes), the final report of
-``flatscope trajectory RUN_DIR``, or, for ``DEMO/runs/NAME`` of ``flatscope demo``,
+checkpoint (:mod:`flatscope.app.entries`): ``RUN_DIR/analysis/report.json`` (what ``flatscope
+analyze RUN_DIR/final.pt --out RUN_DIR/analysis`` writes), the final report of ``flatscope
+trajectory RUN_DIR``, or, for ``DEMO/runs/NAME`` of ``flatscope demo``,
 ``DEMO/analysis/NAME/report.json``. 1-D loss-landscape slices saved next to a report (``*.npz``
 in its directory or its ``landscape/`` subdirectory, as :meth:`LandscapeResult.save_npz`
 writes them) are overlaid in a figure.
@@ -38,17 +50,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flatscope.errors import FlatscopeError, ReportError, preview
+from flatscope.app.entries import (
+    Entry,
+    block_rows,
+    find_report,
+    load_entries,
+    load_entry,
+    metric_rows,
+    provenance_notes,
+)
+from flatscope.app.groups import GroupComparison, compare_groups
+from flatscope.app.matched_loss import MatchedLoss, match_runs
+from flatscope.errors import FlatscopeError, preview
 from flatscope.io.atomic import atomic_write
 from flatscope.io.output import make_output_dir
 from flatscope.io.report import Report, to_jsonable
-from flatscope.io.run_folder import REPORT_NAME, RUN_REPORTS, is_run_folder, read_records
-from flatscope.io.tables import as_number, format_number, format_table
-from flatscope.metrics import Cell, metric_of, ordered_entries
+from flatscope.io.tables import format_number, format_table
+from flatscope.metrics import Cell
 
 __all__ = [
     "Comparison",
     "Entry",
+    "GroupComparison",
+    "MatchedLoss",
     "compare",
     "find_report",
     "landscape_slices",
@@ -56,127 +80,6 @@ __all__ = [
     "metric_rows",
     "write_comparison",
 ]
-
-_RUN_FIELDS = ("train_loss", "train_acc", "val_acc", "test_acc")
-
-
-# ---------------------------------------------------------------------------- the rows
-
-
-def metric_rows(metrics: Mapping[str, Any]) -> dict[str, Cell]:
-    """Every number of a report's metrics as ``{row name: (value, error)}``, in the order of
-    the registry (:mod:`flatscope.metrics`): each metric names its rows."""
-    return {
-        name: cell
-        for entry, value in ordered_entries(metrics)
-        for name, cell in metric_of(entry).rows(entry, value).items()
-    }
-
-
-def _block_rows(metrics: Mapping[str, Any]) -> dict[str, Cell]:
-    return {
-        name: cell
-        for entry, value in ordered_entries(metrics)
-        for name, cell in metric_of(entry).block_rows(entry, value).items()
-    }
-
-
-# ------------------------------------------------------------------------- the inputs
-
-
-@dataclass
-class Entry:
-    """One compared report.
-
-    Attributes:
-        label: its column title.
-        document: the report's JSON document.
-        path: the report file (``None`` for an in-memory report).
-        run_dir: the training run it belongs to, when given as a run directory.
-        run_record: that run's last ``metrics.jsonl`` record, else ``None``.
-    """
-
-    label: str
-    document: dict[str, Any]
-    path: Path | None = None
-    run_dir: Path | None = None
-    run_record: dict[str, Any] | None = None
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        return self.document["metrics"]
-
-    def rows(self) -> dict[str, Cell]:
-        """The report's rows and, for a run, its final train/val/test numbers."""
-        rows = metric_rows(self.metrics)
-        record = self.run_record or {}
-        for name in _RUN_FIELDS:
-            if as_number(record.get(name)) is not None:
-                rows[f"final {name.replace('_', ' ')} (run)"] = (float(record[name]), None)
-        return rows
-
-
-def find_report(path: str | os.PathLike) -> tuple[Path, Path | None]:
-    """The report file that ``path`` names and the run directory it belongs to (or ``None``).
-
-    ``path`` is a report file, a directory holding ``report.json``, or a run directory (see
-    :data:`RUN_REPORTS`).
-
-    Raises:
-        ReportError: nothing there, or a run directory without a report of its final checkpoint.
-    """
-    path = Path(path)
-    if path.is_file():
-        return path, None
-    if not path.is_dir():
-        raise ReportError(f"{path} does not exist; pass a report.json or a run directory")
-    if (path / REPORT_NAME).is_file():
-        return path / REPORT_NAME, None
-    if is_run_folder(path):
-        for pattern in RUN_REPORTS:
-            candidate = path / pattern.format(name=path.resolve().name)
-            if candidate.is_file():
-                return candidate, path
-        raise ReportError(
-            f"run directory {path} has no report of its final checkpoint (looked for "
-            f"{', '.join(RUN_REPORTS)}); run: flatscope analyze {path / 'final.pt'} "
-            f"--out {path / 'analysis'}"
-        )
-    raise ReportError(f"{path} holds neither {REPORT_NAME} nor a training run")
-
-
-def _last_record(run_dir: Path) -> dict[str, Any] | None:
-    records = read_records(run_dir)
-    return records[max(records)] if records else None
-
-
-def load_entry(path: str | os.PathLike, label: str | None = None) -> Entry:
-    """Read the report that ``path`` names (see :func:`find_report`) into an :class:`Entry`.
-
-    The label defaults to the run directory's name, else the report's directory name (for
-    ``report.json``) or file stem.
-    """
-    report_path, run_dir = find_report(path)
-    document = Report.load(report_path).to_dict()
-    if label is None:
-        if run_dir is not None:
-            label = run_dir.resolve().name
-        elif report_path.name == REPORT_NAME:
-            label = report_path.resolve().parent.name
-        else:
-            label = report_path.stem
-    record = None if run_dir is None else _last_record(run_dir)
-    return Entry(label, document, report_path, run_dir, record)
-
-
-def _unique(labels: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for label in labels:
-        seen[label] = seen.get(label, 0) + 1
-        out.append(label if labels.count(label) == 1 else f"{label} ({seen[label]})")
-    return out
-
 
 # ------------------------------------------------------------------------ comparison
 
@@ -190,12 +93,14 @@ class Comparison:
         rows: ``(row name, one cell per entry)`` for every row all entries share.
         block_rows: the same for the per-block traces.
         notes: rows left out because some report lacks them, and inputs that differ.
+        matched: the runs at a common training loss, when asked for.
     """
 
     entries: list[Entry]
     rows: list[tuple[str, list[Cell]]]
     block_rows: list[tuple[str, list[Cell]]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    matched: MatchedLoss | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -234,14 +139,17 @@ class Comparison:
                 "sources": {e.label: None if e.path is None else str(e.path) for e in self.entries},
                 "rows": cells(self.rows),
                 "per_block_trace": cells(self.block_rows),
+                "matched_loss": None if self.matched is None else self.matched.to_dict(),
                 "notes": self.notes,
             }
         )
 
 
 ERROR_NOTE = (
-    "± is a standard error for estimates (trace, sharpness) and a residual-norm bound for "
-    "eigenvalues; loss, gradient norm and accuracies are exact."
+    "± is a standard error for estimates (trace, scaled traces, sharpness) and a residual-norm "
+    "bound for eigenvalues; loss, gradient norm and accuracies are exact. Each ± covers one "
+    "checkpoint's estimator noise only, not the spread between training runs: compare groups "
+    "of seeds (--group) for that."
 )
 
 
@@ -262,58 +170,53 @@ def _shared(
     return shared
 
 
-def _input_notes(entries: list[Entry]) -> list[str]:
-    notes = []
-    for keys in (("data", "spec"), ("data", "num_samples"), ("loss",), ("settings", "params")):
-        values = []
-        for entry in entries:
-            value: Any = entry.document
-            for key in keys:
-                value = value.get(key) if isinstance(value, Mapping) else None
-            values.append(value)
-        if any(value != values[0] for value in values):
-            listed = ", ".join(f"{e.label}: {v!r}" for e, v in zip(entries, values, strict=True))
-            notes.append(f"{'.'.join(keys)} differs ({listed})")
-    return notes
-
-
 def compare(
-    inputs: Sequence[str | os.PathLike | Report | Mapping[str, Any]],
+    inputs: Sequence[str | os.PathLike | Report | Mapping[str, Any]] = (),
     labels: Sequence[str] | None = None,
-) -> Comparison:
-    """Line up the shared metrics of several reports (module docs).
+    *,
+    groups: Mapping[str, Any] | None = None,
+    matched_loss: float | str | None = None,
+    confidence: float = 0.95,
+    force: bool = False,
+) -> Comparison | GroupComparison:
+    """Line up the shared metrics of several reports (module docs), or compare groups of runs.
 
     Args:
         inputs: report files, directories holding ``report.json``, run directories, or
             in-memory reports (:class:`~flatscope.io.report.Report` or their ``to_dict()``).
         labels: column titles (default: see :func:`load_entry`; ``report i`` in memory).
+        groups: instead of ``inputs``, ``{name: runs}`` with runs a path, a glob or a list of
+            them (or of in-memory reports), one run per seed: returns the optimizer-level
+            :class:`~flatscope.app.groups.GroupComparison` of every pair of groups.
+        matched_loss: also compare the runs at a common training loss: ``"auto"`` or a
+            level (:func:`match_runs`).
+        confidence: with ``groups``, the level of the intervals and tests over seeds.
+        force: with ``groups``, give verdicts even across groups analysed on different data.
 
     Raises:
         ReportError: an input is not a readable report (one line naming it).
-        FlatscopeError: fewer than two inputs. ValueError: ``labels`` of another length.
+        FlatscopeError: fewer than two inputs or groups, a run without the reports that
+            matched loss needs. ValueError: ``labels`` of another length.
     """
+    if groups is not None:
+        if inputs:
+            raise FlatscopeError("give reports to compare or groups of runs, not both")
+        return compare_groups(groups, matched_loss, confidence=confidence, force=force)
     if len(inputs) < 2:
         raise FlatscopeError(f"compare needs at least two reports, got {len(inputs)}")
-    if labels is not None and len(labels) != len(inputs):
-        raise ValueError(f"got {len(labels)} labels for {len(inputs)} inputs")
-    entries = []
-    for index, item in enumerate(inputs):
-        label = None if labels is None else labels[index]
-        if isinstance(item, (str, os.PathLike)):
-            entries.append(load_entry(item, label))
-        elif isinstance(item, Report):
-            entries.append(Entry(label or f"report {index + 1}", item.to_dict(), item.path))
-        elif isinstance(item, Mapping) and isinstance(item.get("metrics"), Mapping):
-            entries.append(Entry(label or f"report {index + 1}", dict(item)))
-        else:
-            raise TypeError(f"input {index + 1} is not a report or a path: {item!r:.80}")
-    for entry, label in zip(entries, _unique([e.label for e in entries]), strict=True):
-        entry.label = label
+    entries = load_entries(inputs, labels)
     labels_now = [entry.label for entry in entries]
-    notes = _input_notes(entries)
-    rows = _shared([entry.rows() for entry in entries], labels_now, notes)
-    block_rows = _shared([_block_rows(entry.metrics) for entry in entries], labels_now, [])
-    return Comparison(entries, rows, block_rows, notes)
+    notes = provenance_notes({entry.label: entry.document for entry in entries})
+    matched = None if matched_loss is None else match_runs(entries, matched_loss)
+    per_entry = [
+        {**entry.rows(), **({} if matched is None else matched.rows(entry.label))}
+        for entry in entries
+    ]
+    rows = _shared(per_entry, labels_now, notes)
+    blocks = _shared([block_rows(entry.metrics) for entry in entries], labels_now, [])
+    if matched is not None:
+        notes += matched.notes()
+    return Comparison(entries, rows, blocks, notes, matched)
 
 
 def landscape_slices(entry: Entry) -> list[Any]:
@@ -334,8 +237,11 @@ def landscape_slices(entry: Entry) -> list[Any]:
     return found
 
 
-def write_comparison(comparison: Comparison, out: str | os.PathLike) -> list[Path]:
-    """Write ``comparison.md``, ``comparison.json`` and the figures into ``out``.
+def write_comparison(
+    comparison: Comparison | GroupComparison, out: str | os.PathLike
+) -> list[Path]:
+    """Write ``comparison.md``, ``comparison.json`` and the figures (of every compared run)
+    into ``out``.
 
     Raises:
         OutputError: ``out`` cannot be written.

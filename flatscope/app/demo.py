@@ -1,4 +1,5 @@
-"""``flatscope demo``: does fSGLD find flatter minima than SGD, SAM and SGLD on noisy labels?
+"""``flatscope demo``: does fSGLD end at a lower Hessian trace than SGD, SAM and SGLD on noisy
+labels?
 
 The protocol (:func:`demo_config`): scikit-learn's 8x8 digits (1079 training, 359 validation
 and 359 test images), 40% symmetric label noise on the training labels (seeded by the run's
@@ -8,7 +9,11 @@ Every optimizer trains the same network from the same initial weights for each s
 every final checkpoint is analysed with :func:`flatscope.app.analyze.analyze` on a fixed subset
 of the training set with the noisy labels the run trained on (the objective the optimizer
 minimized): Hessian trace by Hutch++ with its standard error, the top eigenvalue by Lanczos,
-and the spectral density by stochastic Lanczos quadrature.
+and the spectral density by stochastic Lanczos quadrature. These are raw curvatures at each
+run's last weights, at whatever training loss it reached; they change under function-preserving
+rescalings of BatchNorm-fed weights, and the last weights of a Langevin sampler need not be a
+minimum (``flatscope verify`` tests that). The scale-invariant trace and comparisons at matched
+training loss over seeds are ``flatscope compare --group ... --matched-loss auto``.
 
 Hyperparameters (:data:`TUNED`) were chosen by ``benchmarks/tune_demo.py``: each optimizer had
 the same budget of 16 tries, learning rate in {0.01, 0.02, 0.05, 0.1} times four values of its
@@ -111,7 +116,7 @@ def demo_config(
         **(TUNED.get(optimizer, {}) if tuned else {}),
         **overrides,
     }
-    return TrainConfig(**settings)
+    return TrainConfig.create(**settings)
 
 
 @dataclass(frozen=True)
@@ -319,12 +324,17 @@ def compare(summaries: dict[str, OptimizerSummary], ours: str = "fsgld", base: s
     lower = mean(a.trace) < mean(b.trace)
     every_seed = max(a.trace) < min(b.trace) if lower else min(a.trace) > max(b.trace)
     accuracy = mean(a.test_acc) - mean(b.test_acc)
+    loss = "higher" if mean(a.train_loss) > mean(b.train_loss) else "lower or equal"
     return (
         f"{NAMES[ours]} reached a {'lower' if lower else 'higher'} Hessian trace than "
         f"{NAMES[base]} ({spread_cell(a.trace)} vs {spread_cell(b.trace)}; "
         f"{'on every seed' if every_seed else 'the seed ranges overlap'}) at "
         f"{'equal or better' if accuracy >= 0 else 'lower'} clean test accuracy "
-        f"({spread_cell(a.test_acc, 1, 100.0)}% vs {spread_cell(b.test_acc, 1, 100.0)}%)."
+        f"({spread_cell(a.test_acc, 1, 100.0)}% vs {spread_cell(b.test_acc, 1, 100.0)}%). "
+        f"That is the raw trace at each run's last weights, at a {loss} training loss "
+        f"({spread_cell(a.train_loss, 3)} vs {spread_cell(b.train_loss, 3)}); it is not "
+        "invariant to rescaling BatchNorm-fed weights (flatscope compare --group gives the "
+        "scale-invariant trace and the ratio at matched loss)."
     )
 
 
@@ -343,8 +353,8 @@ def _write_figures(out: Path, densities, traces, summaries, histories) -> None:
 
 
 def _sigma(optimizer: str) -> float:
-    config = demo_config(optimizer, 0)
-    return config.sigma if config.sigma is not None else coupled_sigma(config.beta_inv, config.eta)
+    hyper = demo_config(optimizer, 0).hyperparameters
+    return hyper.sigma if hyper.sigma is not None else coupled_sigma(hyper.beta_inv, hyper.eta)
 
 
 def _write_summary(result: DemoResult) -> None:

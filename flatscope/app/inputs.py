@@ -9,13 +9,14 @@ so the Hessian is the one of the objective that was minimised.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
-from flatscope.data.datasets import DATASETS, DataBundle, load_data
+from flatscope.data.datasets import DATASETS, DataBundle, LabelNoise, load_data
 from flatscope.data.fit import check_model_fits
 from flatscope.errors import CheckpointError, FlatscopeError
 from flatscope.io.checkpoint import LoadedCheckpoint, apply_state_dict, load_checkpoint
@@ -54,12 +55,13 @@ class CheckpointInputs:
 
 
 def model_from_checkpoint(
-    checkpoint: LoadedCheckpoint, spec: str | None = None
+    checkpoint: LoadedCheckpoint, spec: str | None = None, *, trust_remote_code: bool = False
 ) -> tuple[nn.Module, str]:
     """The model with the checkpoint's weights, and the spec a report records for it.
 
     ``spec`` (the user's) wins over the checkpoint's own; a pickled module read with
-    ``unsafe_pickle`` is used as it is.
+    ``unsafe_pickle`` is used as it is. ``trust_remote_code`` lets ``hf:FOLDER`` run the code
+    shipped in the folder (see :func:`flatscope.models.zoo.build_model`).
 
     Raises:
         CheckpointError: no spec and no module (or a TorchScript archive, which flatscope
@@ -77,9 +79,9 @@ def model_from_checkpoint(
         )
         raise CheckpointError(
             f"{checkpoint.path}: {need}; pass --model NAME[:k=v,...] (mlp, cnn, resnet18, "
-            "resnet34, linear) or --model module:factory to rebuild the model"
+            "resnet34, linear, hf:FOLDER) or --model module:factory to rebuild the model"
         )
-    model = build_model(spec)
+    model = build_model(spec, trust_remote_code=trust_remote_code)
     apply_state_dict(model, checkpoint.state_dict)
     return model, model_spec(spec)
 
@@ -110,6 +112,7 @@ def load_checkpoint_inputs(
     checkpoint_key: str | None = None,
     unsafe_pickle: bool = False,
     trust_specs: bool = False,
+    trust_remote_code: bool = False,
 ) -> CheckpointInputs:
     """Read a checkpoint and build its model, data and loss (see the module docs).
 
@@ -118,7 +121,7 @@ def load_checkpoint_inputs(
     against the model's classes before any work.
 
     Args:
-        path: the checkpoint file.
+        path: the checkpoint file (or a ``save_pretrained`` folder).
         model, data, loss: specs that replace the checkpoint's own (``data`` defaults to the
             checkpoint's data, else ``digits``; ``loss`` to the trained loss, else
             ``cross_entropy``).
@@ -128,6 +131,7 @@ def load_checkpoint_inputs(
         batch_size: the batch size of the data passes (default 128).
         seed: seeds the subset.
         checkpoint_key, unsafe_pickle, trust_specs: as for :func:`flatscope.io.load_checkpoint`.
+        trust_remote_code: let ``model`` ``hf:FOLDER`` run the folder's own code (never a spec).
 
     Raises:
         FlatscopeError: the checkpoint, a spec or the data cannot be used (one line).
@@ -135,7 +139,7 @@ def load_checkpoint_inputs(
     checkpoint = load_checkpoint(
         path, key=checkpoint_key, unsafe_pickle=unsafe_pickle, trust_specs=trust_specs
     )
-    network, spec = model_from_checkpoint(checkpoint, model)
+    network, spec = model_from_checkpoint(checkpoint, model, trust_remote_code=trust_remote_code)
     extra: dict[str, Any] = checkpoint.metadata.get("extra") or {}
     own_data = data is None and checkpoint.data_spec is not None
     labels = extra.get("train_labels") if own_data and split == "train" else None
@@ -146,6 +150,8 @@ def load_checkpoint_inputs(
         batch_size=batch_size,
         labels=labels,
     )
+    if labels is not None and extra.get("label_noise"):  # the noise that made those labels
+        bundle = dataclasses.replace(bundle, label_noise=LabelNoise.parse(extra["label_noise"]))
     size = _subset_size(subset, len(bundle))
     bundle = bundle if size is None else bundle.subset(size)
     origin = f"data {bundle.spec!r}" if labels is None else f"the training labels of {path}"

@@ -1,4 +1,6 @@
-"""Decide, from report numbers alone, whether weights sit at a flat minimum.
+"""Decide, from report numbers alone, whether weights sit at a minimum and at lower curvature
+than references: for one checkpoint against others (:func:`verify`) or for groups of runs,
+one per seed, at the optimizer level (:func:`verify_groups`).
 
 :func:`verify` checks claims about the subject of an analysis report and returns a
 :class:`Verification`: one :class:`~flatscope.metrics.criteria.Criterion` per claim, each
@@ -9,10 +11,24 @@ every criterion passes; anything else is never reported as a success.
 The claims come from the metrics of the registry (:mod:`flatscope.metrics`), each documented in
 its module: it is a minimum (**gradient**, :mod:`flatscope.metrics.loss`; **negative
 curvature**, :mod:`flatscope.metrics.eigenvalues`), and it is flatter than each reference
-(**trace**, :mod:`flatscope.metrics.trace`; **top eigenvalue**,
-:mod:`flatscope.metrics.eigenvalues`; **sharpness** when asked,
-:mod:`flatscope.metrics.sharpness`). The tests behind them are in
-:mod:`flatscope.metrics.criteria`.
+(**trace**, :mod:`flatscope.metrics.trace`; **scaled trace** ``tr(D H D)``, invariant to
+function-preserving rescalings, :mod:`flatscope.metrics.scaled_trace`; **top eigenvalue**,
+:mod:`flatscope.metrics.eigenvalues`; **sharpness** and **adaptive sharpness** when asked,
+:mod:`flatscope.metrics.sharpness`, :mod:`flatscope.metrics.adaptive_sharpness`; the
+normalized trace and the scaled top eigenvalue when a report has them). The tests behind them
+are in :mod:`flatscope.metrics.criteria`.
+
+**Scope.** A verdict on one checkpoint against another covers the estimators' noise only: a
+second training run of the same optimizer with another seed lands elsewhere, and two runs of
+the same optimizer can differ far beyond their error bars. The verdict says so. For a claim
+about optimizers, :func:`verify_groups` takes groups of runs (at least three seeds per side) and
+decides each "flatter" claim by Welch's one-sided test over seeds
+(:mod:`flatscope.app.seed_statistics`), each minimum claim by requiring it of every run, and
+refuses groups analysed on different data (:mod:`flatscope.app.groups`) unless forced.
+
+**Words.** When a minimum criterion fails the weights are not at a minimum (a stochastic
+optimizer such as fSGLD samples around a region rather than converging to a point); the verdict
+then speaks of lower curvature, not of a flatter minimum.
 
 Measured on two 40 x 40 matrices of equal trace (400 pairs of estimates each, binomial error
 about 1.1%), the trace z-test at 95% claimed "lower" 5.0% of the time with Hutchinson (20
@@ -31,15 +47,29 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from flatscope.app.entries import lookup, provenance_notes
+from flatscope.app.groups import load_groups, pair_refusal
+from flatscope.app.matched_loss import seed_rows
+from flatscope.app.seed_statistics import seed_test
+from flatscope.errors import FlatscopeError
 from flatscope.io.report import Report
-from flatscope.io.tables import format_table
+from flatscope.io.tables import as_number, format_number, format_table
 from flatscope.metrics import REGISTRY, VerifySettings
 from flatscope.metrics.criteria import FAIL, NOT_ESTABLISHED, PASS, Criterion, z_critical
 
-__all__ = ["Verification", "verify"]
+__all__ = ["Verification", "verify", "verify_groups"]
 
-#: Header fields that should agree for numbers of two reports to be comparable.
-_COMPARABLE = (("data", "spec"), ("data", "num_samples"), ("loss",), ("settings", "params"))
+#: What a verdict on single checkpoints covers.
+CHECKPOINT_SCOPE = (
+    "single checkpoints: each 'vs' test covers the estimators' noise only, not the spread "
+    "between training runs (seeds); for an optimizer-level claim verify groups of at least 3 "
+    "runs per side (--group, --reference-group)"
+)
+#: What a verdict on groups of runs covers.
+GROUP_SCOPE = (
+    "groups of runs: each 'vs' test is Welch's one-sided test over seeds, whose spread "
+    "includes the estimators' noise; each minimum claim must hold for every run"
+)
 
 
 @dataclass
@@ -51,6 +81,7 @@ class Verification:
     criteria: list[Criterion]
     settings: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    scope: str = CHECKPOINT_SCOPE
 
     @property
     def holds(self) -> bool:
@@ -72,7 +103,32 @@ class Verification:
             "settings": dict(self.settings),
             "criteria": [{**asdict(c), "label": c.label} for c in self.criteria],
             "notes": list(self.notes),
+            "scope": self.scope,
+            "conclusion": self.conclusion(),
         }
+
+    def conclusion(self) -> str:
+        """What the criteria establish, in words that say only what was measured."""
+        parts = []
+        minimum = [c for c in self.criteria if c.reference is None]
+        if minimum:
+            failed = [c.name.replace("_", " ") for c in minimum if c.status == FAIL]
+            if failed:
+                parts.append(f"not a minimum ({', '.join(failed)} failed)")
+            elif all(c.status == PASS for c in minimum):
+                parts.append("a minimum")
+            else:
+                parts.append("a minimum is not established")
+        for reference in self.references:
+            mine = [c for c in self.criteria if c.reference == reference]
+            for status, words in ((PASS, "lower than"), (FAIL, "not lower than")):
+                names = [c.name.replace("_", " ") for c in mine if c.status == status]
+                if names:
+                    parts.append(f"{words} {reference} on {', '.join(names)}")
+            open_ = [c.name.replace("_", " ") for c in mine if c.status == NOT_ESTABLISHED]
+            if open_:
+                parts.append(f"vs {reference} not established on {', '.join(open_)}")
+        return "; ".join(parts)
 
     def table(self) -> str:
         """A text table: criterion, measured value, threshold or reference, verdict."""
@@ -81,13 +137,14 @@ class Verification:
         lines = [f"verify {self.subject}", format_table(header, rows, markdown=False)]
         lines += [f"  {c.label}: {c.detail}" for c in self.criteria]
         lines += [f"note: {note}" for note in self.notes]
+        lines.append(f"scope: {self.scope}")
         if self.holds:
-            lines.append("verdict: every claim holds")
+            lines.append(f"verdict: every claim holds: {self.conclusion()}")
         else:
             counts = {s: sum(c.status == s for c in self.criteria) for s in (FAIL, NOT_ESTABLISHED)}
             lines.append(
                 f"verdict: the claims do not hold ({counts[FAIL]} failed, "
-                f"{counts[NOT_ESTABLISHED]} not established)"
+                f"{counts[NOT_ESTABLISHED]} not established): {self.conclusion()}"
             )
         return "\n".join(lines)
 
@@ -109,31 +166,19 @@ def _label(document: Mapping[str, Any], fallback: str) -> str:
     return str(path) if path else fallback
 
 
-def _lookup(document: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
-    value: Any = document
-    for key in keys:
-        value = value.get(key) if isinstance(value, Mapping) else None
-    return value
-
-
 def _comparability_notes(
     subject: Mapping[str, Any], reference: Mapping[str, Any], label: str
 ) -> list[str]:
     notes = []
-    methods = {_lookup(d, ("metrics", "hessian_trace", "method")) for d in (subject, reference)}
+    methods = {lookup(d, ("metrics", "hessian_trace", "method")) for d in (subject, reference)}
     if "xtrace" in methods:
         notes.append(
             f"a trace against {label} comes from xtrace, whose error estimate runs low (Epperly, "
             "Tropp, Webber 2024): the z-test then claims too often (13% false claims at a "
             "nominal 5% on a 40 x 40 test matrix); prefer --trace-method hutchpp"
         )
-    for keys in _COMPARABLE:
-        mine, theirs = _lookup(subject, keys), _lookup(reference, keys)
-        if mine != theirs:
-            notes.append(
-                f"{'.'.join(keys)} differs from {label}'s ({mine!r} vs {theirs!r}): the numbers "
-                "describe Hessians of different losses"
-            )
+    differences = provenance_notes({"subject": subject, label: reference})
+    notes += [f"{note}: the numbers describe different objectives" for note in differences]
     return notes
 
 
@@ -184,4 +229,166 @@ def verify(
         criteria=criteria,
         settings={**asdict(settings), "z_critical": z_critical(confidence)},
         notes=notes,
+    )
+
+
+# ------------------------------------------------------------------------ groups
+
+
+def _group_minimum(name: str, per_run: dict[str, Criterion]) -> Criterion:
+    """A minimum claim for a group: it must hold for every run."""
+    statuses = [c.status for c in per_run.values()]
+    status = PASS if all(s == PASS for s in statuses) else FAIL if FAIL in statuses else None
+    passed = sum(s == PASS for s in statuses)
+    detail = "; ".join(f"{run}: {c.status} ({c.measured})" for run, c in per_run.items())
+    return Criterion(
+        name,
+        status or NOT_ESTABLISHED,
+        f"{passed} of {len(statuses)} runs pass",
+        "every run",
+        detail,
+        numbers={run: c.status for run, c in per_run.items()},
+    )
+
+
+def _seed_criterion(
+    measure: str,
+    values: list[float],
+    reference_values: list[float],
+    reference: str,
+    confidence: float,
+    refusal: str | None,
+) -> Criterion:
+    """``mean < reference mean`` over seeds by Welch's one-sided test at ``1 - confidence``;
+    the ratio's two-sided ``2 confidence - 1`` Fieller interval lies below 1 exactly when it
+    passes."""
+    test = seed_test(measure, values, reference_values, 2 * confidence - 1, refusal)
+    measured = f"{format_number(test.mean, as_number(test.sd))} ({test.seeds[0]} seeds)"
+    threshold = (
+        f"< {format_number(test.reference_mean, as_number(test.reference_sd))} "
+        f"({test.seeds[1]} seeds)"
+    )
+    if test.refused is not None:
+        return Criterion(
+            measure,
+            NOT_ESTABLISHED,
+            measured,
+            threshold,
+            f"refused: {test.refused}",
+            reference,
+            test.to_dict(),
+        )
+    alpha = 1 - confidence
+    status = PASS if test.p_lower < alpha else FAIL if test.p_lower > confidence else None
+    low, high = test.interval or (None, None)
+    detail = (
+        f"ratio of means {format_number(test.ratio)}, {2 * confidence - 1:.0%} Fieller interval "
+        f"[{format_number(low)}, {format_number(high)}]; Welch t = {test.t:.3g}, df "
+        f"{test.df:.3g}, one-sided p = {test.p_lower:.2g} (decides at {alpha:g})"
+    )
+    return Criterion(
+        measure, status or NOT_ESTABLISHED, measured, threshold, detail, reference, test.to_dict()
+    )
+
+
+def _claimed_rows(
+    runs: list[Mapping[str, Any]],
+    references: list[Mapping[str, Any]],
+    label: str,
+    settings: VerifySettings,
+) -> list[str]:
+    """The headline rows of the metrics that make "flatter" claims on these reports."""
+    first, reference = runs[0], references[0]
+    rows: list[str] = []
+    for metric in REGISTRY.values():
+        if not metric.flatter_criteria(first, reference, label, settings):
+            continue
+        for entry in metric.entries:
+            for document in (first, reference):
+                if entry in document:
+                    rows += metric.seed_rows(entry, document[entry])
+    return list(dict.fromkeys(rows))
+
+
+def _row_values(runs: dict[str, Mapping[str, Any]], row: str) -> tuple[list[float], list[str]]:
+    """The headline row's value in every run (by the runs' metrics), and the runs lacking it."""
+    values, lacking = [], []
+    for label, metrics in runs.items():
+        cell = seed_rows(metrics).get(row)
+        if cell is None:
+            lacking.append(label)
+        else:
+            values.append(cell[0])
+    return values, lacking
+
+
+def verify_groups(
+    group: Any,
+    reference_groups: Mapping[str, Any],
+    *,
+    name: str = "subject",
+    grad_tol: float = VerifySettings.grad_tol,
+    neg_tol: float = VerifySettings.neg_tol,
+    confidence: float = VerifySettings.confidence,
+    sharpness: bool = False,
+    force: bool = False,
+) -> Verification:
+    """Check at the optimizer level that the runs of ``group`` sit at minima and at lower
+    curvature than the runs of each reference group (module docs, "Scope").
+
+    Each minimum claim must hold for every run of ``group``. Each "flatter" claim of the
+    single-checkpoint verdict (trace, scaled trace, top eigenvalue, ...) becomes a claim on the
+    groups' means over seeds, decided by Welch's one-sided test at ``1 - confidence``
+    (:mod:`flatscope.app.seed_statistics`); it is refused (not established) with fewer than 3
+    runs on a side, or across groups analysed on different data unless ``force``.
+
+    Args:
+        group: the runs: a path, a glob, or a list of paths, globs or in-memory reports.
+        reference_groups: ``{name: runs}`` to be flatter than.
+        name: how the verdict names ``group``.
+        grad_tol, neg_tol, confidence, sharpness: as for :func:`verify`.
+        force: decide even across groups analysed on different data.
+
+    Raises:
+        FlatscopeError: no reference group, an empty group, a glob that matches nothing.
+    """
+    settings = VerifySettings(grad_tol, neg_tol, confidence, sharpness)
+    if not reference_groups:
+        raise FlatscopeError("verify of a group needs at least one reference group")
+    if name in reference_groups:
+        raise FlatscopeError(f"group name {name!r} is used twice")
+    loaded = load_groups({name: group, **reference_groups})
+    subject_runs = {entry.label: entry.metrics for entry in loaded[name]}
+    by_claim: dict[str, dict[str, Criterion]] = {}
+    for label, metrics in subject_runs.items():
+        for metric in REGISTRY.values():
+            for criterion in metric.minimum_criteria(metrics, settings):
+                by_claim.setdefault(criterion.name, {})[label] = criterion
+    criteria = [_group_minimum(claim, per_run) for claim, per_run in by_claim.items()]
+    notes: list[str] = []
+    for reference in reference_groups:
+        runs = loaded[name] + loaded[reference]
+        refusal, forced = pair_refusal({e.label: e.document for e in runs}, force)
+        notes += forced
+        reference_runs = {entry.label: entry.metrics for entry in loaded[reference]}
+        rows = _claimed_rows(
+            list(subject_runs.values()), list(reference_runs.values()), reference, settings
+        )
+        for row in rows:
+            values, lacking = _row_values(subject_runs, row)
+            reference_values, lacking_too = _row_values(reference_runs, row)
+            if lacking or lacking_too:
+                detail = f"runs without it: {', '.join(lacking + lacking_too)}"
+                criteria.append(Criterion(row, NOT_ESTABLISHED, "n/a", "n/a", detail, reference))
+                continue
+            criteria.append(
+                _seed_criterion(row, values, reference_values, reference, confidence, refusal)
+            )
+    return Verification(
+        subject=name,
+        references=list(reference_groups),
+        criteria=criteria,
+        settings={**asdict(settings), "z_critical": z_critical(confidence), "force": force},
+        notes=list(dict.fromkeys(notes)),
+        scope=GROUP_SCOPE,
     )

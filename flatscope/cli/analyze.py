@@ -39,7 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "metric by metric, figures (PNG and PDF) and prints a summary."
         ),
     )
-    parser.add_argument("checkpoint", metavar="CKPT", help="the checkpoint file")
+    parser.add_argument(
+        "checkpoint", metavar="CKPT", help="the checkpoint file (or a save_pretrained folder)"
+    )
     add_analysis_options(parser)
     metrics = parser.add_argument_group("metrics")
     names = [name for name, metric in REGISTRY.items() if not metric.always]
@@ -79,9 +81,15 @@ def add_analysis_options(
     source.add_argument(
         "--model",
         metavar="SPEC",
-        help="NAME[:k=v,...] from the zoo (mlp, cnn, resnet18, resnet34, linear) or "
-        "module:factory[:k=v,...] (also package.module:..., path/file.py:...); optional for "
-        "checkpoints written by flatscope",
+        help="NAME[:k=v,...] from the zoo (mlp, cnn, resnet18, resnet34, linear, hf:FOLDER for "
+        "a Hugging Face causal LM) or module:factory[:k=v,...] (also package.module:..., "
+        "path/file.py:...); optional for checkpoints written by flatscope",
+    )
+    source.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let --model hf:FOLDER run the Python code shipped in that folder (only for "
+        "folders you trust)",
     )
     source.add_argument(
         "--checkpoint-key", metavar="KEY", help="the entry of a dict checkpoint holding the weights"
@@ -103,8 +111,8 @@ def add_analysis_options(
     data.add_argument(
         "--data",
         metavar="SPEC",
-        help="digits, synthetic[:...], cifar10:PATH or package.module:factory (default: the "
-        "checkpoint's data spec, else digits)",
+        help="digits, synthetic[:...], cifar10:PATH, tokens:FILE, text:FILE,tokenizer=FOLDER or "
+        "package.module:factory (default: the checkpoint's data spec, else digits)",
     )
     data.add_argument("--split", default="train", help="train, val or test (default train)")
     data.add_argument(
@@ -117,8 +125,8 @@ def add_analysis_options(
     data.add_argument(
         "--loss",
         default=None,
-        help="cross_entropy, mse or package.module:callable (default: the loss a flatscope "
-        "run trained with, else cross_entropy)",
+        help="cross_entropy, mse, causal_lm or package.module:callable (default: the loss a "
+        "flatscope run trained with, else cross_entropy)",
     )
     estimators = parser.add_argument_group("estimators")
     chosen = settings_of(REGISTRY if metrics is None else metrics)
@@ -146,6 +154,7 @@ def checkpoint_inputs(args: argparse.Namespace) -> dict[str, Any]:
         **{name: getattr(args, name) for name in names},
         "unsafe_pickle": args.unsafe_pickle,
         "trust_specs": args.trust_specs,
+        "trust_remote_code": args.trust_remote_code,
     }
 
 

@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["add_settings_options", "given_settings"]
+__all__ = ["add_field_option", "add_settings_options", "given_settings"]
 
 _TYPES = {"int": int, "float": float, "str": str}
 _METAVARS = {int: "N", float: "X", str: "NAME"}
@@ -29,14 +29,40 @@ def _kind(annotation: str) -> type:
     return _TYPES[first]
 
 
-def _help(field: dataclasses.Field, default: Any) -> str:
-    text = field.metadata["help"]
+def _help(field: dataclasses.Field, default: Any, note: str = "") -> str:
+    """The field's help, ``note``, and in parentheses its choices and ``default``."""
+    text = field.metadata["help"] + (f" {note}" if note else "")
+    parts = []
     if "choices" in field.metadata:
-        text += f": {', '.join(field.metadata['choices'])}"
-    if default is None or isinstance(default, bool):
-        return text
-    default = ",".join(default) if isinstance(default, tuple) else default
-    return f"{text} (default {default})"
+        parts.append(f"one of {', '.join(map(str, field.metadata['choices']))}")
+    if isinstance(default, bool):
+        parts.append(f"default {'on' if default else 'off'}")
+    elif default is not None:
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        parts.append(f"default {shown}")
+    return f"{text} ({'; '.join(parts)})" if parts else text
+
+
+def add_field_option(
+    group: argparse._ActionsContainer, field: dataclasses.Field, default: Any, note: str = ""
+) -> None:
+    """Add ``--field-name`` for one dataclass field; its help states ``default`` and ``note``."""
+    flag = "--" + field.name.replace("_", "-")
+    help_text = _help(field, default, note)
+    if field.type == "bool":
+        group.add_argument(
+            flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
+        )
+        return
+    kind = _kind(field.type)
+    group.add_argument(
+        flag,
+        type=kind,
+        default=argparse.SUPPRESS,
+        metavar=field.metadata.get("metavar", _METAVARS[kind]),
+        nargs=field.metadata.get("nargs"),
+        help=help_text,
+    )
 
 
 def add_settings_options(
@@ -51,27 +77,8 @@ def add_settings_options(
     names = None if only is None else set(only)
     defaults = defaults or {}
     for field in dataclasses.fields(settings):
-        if names is not None and field.name not in names:
-            continue
-        help_text = _help(field, defaults.get(field.name, field.default))
-        flag = "--" + field.name.replace("_", "-")
-        if field.type == "bool":
-            group.add_argument(
-                flag,
-                action=argparse.BooleanOptionalAction,
-                default=argparse.SUPPRESS,
-                help=help_text,
-            )
-            continue
-        kind = _kind(field.type)
-        group.add_argument(
-            flag,
-            type=kind,
-            default=argparse.SUPPRESS,
-            metavar=field.metadata.get("metavar", _METAVARS[kind]),
-            nargs=field.metadata.get("nargs"),
-            help=help_text,
-        )
+        if names is None or field.name in names:
+            add_field_option(group, field, defaults.get(field.name, field.default))
 
 
 def given_settings(args: argparse.Namespace, settings: type) -> dict[str, Any]:

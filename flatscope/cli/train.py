@@ -10,6 +10,7 @@ EPILOG = """\
 examples:
   flatscope train --optimizer fsgld --label-noise symmetric:0.4 --epochs 30 --out runs/fsgld
   flatscope train --optimizer sam --rho 0.05 --schedule multistep:15,25 --out runs/sam
+  flatscope train --out runs/sam --resume      # continues with runs/sam/config.json
   flatscope analyze runs/fsgld/final.pt     # the checkpoint carries its model spec
   torchrun --nproc_per_node 2 -m flatscope train --optimizer sam --out runs/sam2
       # DistributedDataParallel: each rank trains on its slice of every batch
@@ -20,10 +21,13 @@ checkpoints/epoch_NNNN.pt (every --checkpoint-every epochs) and final.pt.
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``flatscope train``."""
+    """Register ``flatscope train``: the run's options come from the fields of
+    :class:`~flatscope.training.trainer.TrainConfig`, the optimizers' from their hyper-parameter
+    classes (:mod:`flatscope.optim.registry`), so every default is stated once."""
+    from flatscope.cli.options import add_field_option, add_settings_options
+    from flatscope.optim.registry import all_hyperparameters
     from flatscope.training.trainer import TrainConfig
 
-    defaults = TrainConfig()
     parser = subparsers.add_parser(
         "train",
         help=HELP,
@@ -32,83 +36,82 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = parser.add_argument_group("what to train")
-    what.add_argument(
-        "--optimizer", default=defaults.optimizer, help="fsgld, sgld, sam or sgd (%(default)s)"
-    )
-    what.add_argument("--model", default=defaults.model, help="model spec (%(default)s)")
-    what.add_argument("--data", default=defaults.data, help="data spec (%(default)s)")
-    what.add_argument(
-        "--label-noise", default=None, metavar="SPEC", help="e.g. symmetric:0.4, asymmetric:0.2"
-    )
-    what.add_argument("--loss", default=defaults.loss, help="loss spec (%(default)s)")
-    how = parser.add_argument_group("optimization")
-    how.add_argument("--epochs", type=int, default=defaults.epochs)
-    how.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    how.add_argument("--lr", type=float, default=defaults.lr, help="base learning rate")
-    how.add_argument(
-        "--schedule",
-        default=defaults.schedule,
-        help="constant, cosine[:min_factor=F] or multistep:M1,M2[,gamma=G] (%(default)s)",
-    )
-    how.add_argument("--momentum", type=float, default=defaults.momentum)
-    how.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    how.add_argument(
-        "--beta-inv", type=float, default=defaults.beta_inv, help="temperature 1/beta (Langevin)"
-    )
-    how.add_argument(
-        "--sigma",
-        type=float,
-        default=None,
-        help="fSGLD perturbation std (default: coupled, beta_inv^((1+eta)/4))",
-    )
-    how.add_argument("--eta", type=float, default=defaults.eta, help="coupling exponent in (0,1)")
-    how.add_argument("--antithetic", action="store_true", help="fSGLD: alternate +eps and -eps")
-    how.add_argument("--rho", type=float, default=defaults.rho, help="SAM radius")
-    how.add_argument("--seed", type=int, default=defaults.seed)
-    how.add_argument("--device", default=defaults.device, help="cpu or cuda (%(default)s)")
+    add_settings_options(what, TrainConfig, only=WHAT)
+    how = parser.add_argument_group("optimization (the optimizers using an option in brackets)")
+    add_settings_options(how, TrainConfig, only=HOW)
+    for field, users in all_hyperparameters().values():
+        add_field_option(how, field, field.default, f"[{', '.join(users)}]")
     run = parser.add_argument_group("run directory")
     run.add_argument("--out", required=True, metavar="RUN_DIR", help="the run directory")
-    run.add_argument("--checkpoint-every", type=int, default=None, metavar="N")
+    add_settings_options(run, TrainConfig, only=RUN)
     run.add_argument(
-        "--track-flatness",
-        type=int,
-        default=None,
-        metavar="EVERY",
-        help="Hessian trace and top eigenvalue on a training subset every EVERY epochs",
+        "--resume",
+        action="store_true",
+        help="continue the run in RUN_DIR with its saved configuration (options given as well "
+        "must agree with it)",
     )
-    run.add_argument("--flatness-subset", type=int, default=defaults.flatness_subset)
-    run.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    run.add_argument(
+        "--trust-specs",
+        action="store_true",
+        help="with --resume: let RUN_DIR/config.json's model, data and loss specs import code "
+        "(only for runs you trust)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.set_defaults(run=run_train)
 
 
-def config_from_args(args: argparse.Namespace):
-    """The :class:`~flatscope.training.trainer.TrainConfig` the options describe."""
-    from flatscope.training.trainer import TrainConfig
+#: The fields of a saved configuration that are specs, read from the file as data.
+SPECS = ("model", "data", "label_noise", "loss", "schedule")
+#: Which TrainConfig fields each option group shows.
+WHAT = ("optimizer", "model", "data", "label_noise", "loss")
+HOW = ("epochs", "batch_size", "schedule", "seed", "device", "batchnorm")
+RUN = ("checkpoint_every", "track_flatness", "flatness_subset", "flatness_matvecs")
 
-    return TrainConfig(
-        optimizer=args.optimizer,
-        model=args.model,
-        data=args.data,
-        label_noise=args.label_noise,
-        loss=args.loss,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        schedule=args.schedule,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        beta_inv=args.beta_inv,
-        sigma=args.sigma,
-        eta=args.eta,
-        antithetic=args.antithetic,
-        rho=args.rho,
-        seed=args.seed,
-        device=args.device,
-        checkpoint_every=args.checkpoint_every,
-        track_flatness=args.track_flatness,
-        flatness_subset=args.flatness_subset,
-    )
+
+def _given(args: argparse.Namespace) -> dict:
+    """The configuration options typed on the command line (run fields and hyper-parameters)."""
+    from flatscope.optim.registry import all_hyperparameters
+
+    names = (*WHAT, *HOW, *RUN, *all_hyperparameters())
+    return {name: getattr(args, name) for name in names if hasattr(args, name)}
+
+
+def config_from_args(args: argparse.Namespace):
+    """The :class:`~flatscope.training.trainer.TrainConfig` to run: the saved one of the run
+    in ``--out`` with ``--resume`` (checked against what was typed; its specs resolve to
+    registry names only unless ``--trust-specs``), else the options'."""
+    from pathlib import Path
+
+    from flatscope.io.run_folder import CONFIG_FILE, read_config
+    from flatscope.models.specs import FileSpec
+    from flatscope.training.trainer import TrainConfig, TrainingError
+
+    given = _given(args)
+    saved = read_config(args.out) if args.resume else None
+    if saved is None:
+        return TrainConfig.create(**given)
+    document = saved.get("config")
+    if isinstance(document, dict):  # specs in the file are data (see the README's safety notes)
+        source = Path(args.out) / CONFIG_FILE
+        document = {
+            key: FileSpec(value, source, args.trust_specs)
+            if key in SPECS and isinstance(value, str)
+            else value
+            for key, value in document.items()
+        }
+    config = TrainConfig.from_dict(document)
+    recorded = config.to_dict()
+    differing = [
+        f"--{name.replace('_', '-')} {value} (the run has {recorded.get(name)})"
+        for name, value in given.items()
+        if recorded.get(name, value) != value or name not in recorded
+    ]
+    if differing:
+        raise TrainingError(
+            f"cannot resume {args.out} with other settings: {'; '.join(differing)}; resume "
+            "without them, or train into another --out"
+        )
+    return config
 
 
 def run_train(args: argparse.Namespace) -> int:

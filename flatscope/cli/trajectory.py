@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="DIR", help="output directory (RUN_DIR/trajectory)")
     parser.add_argument(
         "--metrics",
-        default="trace,eigenvalues",
+        default="trace,scaled_trace,eigenvalues",
         help="metrics of each report, as in analyze (default %(default)s)",
     )
     add_analysis_options(parser, defaults=DEFAULTS)

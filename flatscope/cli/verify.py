@@ -1,9 +1,13 @@
-"""``flatscope verify CKPT_OR_REPORT [--reference CKPT_OR_REPORT ...]``: is it a flat minimum?
+"""``flatscope verify CKPT_OR_REPORT [--reference CKPT_OR_REPORT ...]``: is it a minimum, and
+at lower curvature than the references? ``flatscope verify --group NAME=RUNS
+--reference-group NAME=RUNS``: the same for groups of runs over seeds.
 
 Reports are read as they are; checkpoints are analysed first with the options of
 ``flatscope analyze`` (the subject with its bottom eigenvalue, which the negative-curvature
-criterion needs). The verdict logic is :func:`flatscope.app.verify.verify`. Exit status: 0 when
-every claim holds, 1 when one fails or is not established, 2 for bad input.
+criterion needs). Groups are run folders (or reports, or globs of them) with their analyses, as
+``flatscope compare --group`` reads them. The verdict logic is
+:func:`flatscope.app.verify.verify` and :func:`~flatscope.app.verify.verify_groups`. Exit
+status: 0 when every claim holds, 1 when one fails or is not established, 2 for bad input.
 
 This module also holds the checkpoint-to-report path that ``flatscope trajectory`` shares
 (:func:`checkpoint_report`); the options come from :mod:`flatscope.cli.analyze`.
@@ -17,25 +21,33 @@ from typing import Any
 
 __all__ = ["add_parser", "checkpoint_report", "is_report_file", "run"]
 
-#: The metrics verify computes for checkpoints (sharpness only with --sharpness).
-METRICS = ("trace", "eigenvalues", "sharpness")
+#: The metrics verify computes for checkpoints (the sharpness ones only with --sharpness).
+METRICS = ("trace", "scaled_trace", "eigenvalues", "sharpness", "adaptive_sharpness")
 #: Where verify's settings differ from analyze's: the top eigenvalue of every checkpoint and
 #: the most negative one of the subject, which the negative-curvature criterion needs.
 SUBJECT_DEFAULTS = {"top_k": 1, "bottom_k": 1}
 
-HELP = "decide whether a checkpoint sits at a minimum flatter than reference checkpoints"
+HELP = "decide whether a checkpoint (or group of runs) sits at a minimum, at lower curvature"
 
 EPILOG = """\
 criteria (each: pass, fail or not established):
   minimum: gradient            ||grad L|| <= GRAD_TOL * max(L, 1)
   minimum: negative curvature  lambda_min >= -NEG_TOL * lambda_max (eigenvalue bound intervals)
   vs REF: trace                one-sided z-test on the trace estimates' standard errors
+  vs REF: scaled trace         the same on tr(D H D), D = diag(|w|): invariant to rescalings
   vs REF: top eigenvalue       disjoint residual-bound intervals of lambda_max
-  vs REF: sharpness            (--sharpness) one-sided z-test on average-case sharpness
+  vs REF: sharpness            (--sharpness) one-sided z-test on average-case sharpness, and
+                               on adaptive sharpness when the reports have it
+
+one checkpoint against another covers the estimators' noise only, not the spread between
+training runs; for an optimizer-level claim give groups of at least 3 runs (seeds) per side:
+each 'vs' claim is then Welch's one-sided test over seeds, each minimum claim must hold for
+every run, and groups analysed on different data are refused unless --force.
 
 examples:
   flatscope verify runs/fsgld/final.pt --reference runs/sgd/final.pt
   flatscope verify runs/fsgld/final.pt --reference runs/sgd/analysis/report.json --json
+  flatscope verify --group fsgld='runs/fsgld-seed*' --reference-group sgd='runs/sgd-seed*'
 
 exit status: 0 every claim holds; 1 a claim fails or is not established; 2 bad input.
 """
@@ -102,7 +114,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("subject", metavar="CKPT_OR_REPORT", help="checkpoint or report.json")
+    parser.add_argument(
+        "subject", nargs="?", metavar="CKPT_OR_REPORT", help="checkpoint or report.json"
+    )
     claims = parser.add_argument_group("claims")
     claims.add_argument(
         "--reference",
@@ -110,6 +124,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=[],
         metavar="CKPT_OR_REPORT",
         help="be flatter than this checkpoint or report (repeatable)",
+    )
+    claims.add_argument(
+        "--group",
+        nargs="+",
+        metavar="NAME=RUNS",
+        help="instead of a checkpoint: a group of runs, one per seed (NAME=GLOB or NAME RUN "
+        "[RUN ...]; run folders with their analyses)",
+    )
+    claims.add_argument(
+        "--reference-group",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar="NAME=RUNS",
+        help="be flatter than this group of runs, over seeds (repeatable)",
+    )
+    claims.add_argument(
+        "--force", action="store_true", help="decide even across groups on different data"
     )
     claims.add_argument(
         "--grad-tol",
@@ -169,13 +201,52 @@ def run(args: argparse.Namespace) -> int:
     """Verify, print the table (or JSON); 0 when every claim holds, else 1."""
     import json
 
-    from flatscope.app.verify import verify
-    from flatscope.cli.analyze import analysis_settings
     from flatscope.io.report import to_jsonable
     from flatscope.metrics import VerifySettings
 
     VerifySettings(args.grad_tol, args.neg_tol, args.confidence, args.sharpness)
-    metrics = METRICS[:2] + (("sharpness",) if args.sharpness else ())
+    if args.group is not None or args.reference_group:
+        verdict = _verify_groups(args)
+    else:
+        verdict = _verify_checkpoints(args)
+    if args.json:
+        print(json.dumps(to_jsonable(verdict.to_dict()), indent=2))
+    else:
+        print(verdict.table())
+    return verdict.exit_code
+
+
+def _verify_groups(args: argparse.Namespace):
+    from flatscope.app.groups import parse_group
+    from flatscope.app.verify import verify_groups
+    from flatscope.errors import FlatscopeError
+
+    if args.subject is not None or args.reference:
+        raise FlatscopeError("give a checkpoint with --reference, or groups, not both")
+    if args.group is None or not args.reference_group:
+        raise FlatscopeError("verify of groups needs --group and at least one --reference-group")
+    name, members = parse_group(args.group)
+    references = dict(parse_group(tokens) for tokens in args.reference_group)
+    return verify_groups(
+        members,
+        references,
+        name=name,
+        grad_tol=args.grad_tol,
+        neg_tol=args.neg_tol,
+        confidence=args.confidence,
+        sharpness=args.sharpness,
+        force=args.force,
+    )
+
+
+def _verify_checkpoints(args: argparse.Namespace):
+    from flatscope.app.verify import verify
+    from flatscope.cli.analyze import analysis_settings
+    from flatscope.errors import FlatscopeError
+
+    if args.subject is None:
+        raise FlatscopeError("give a checkpoint or report to verify (or --group)")
+    metrics = METRICS if args.sharpness else METRICS[:3]
     subject_settings = analysis_settings(args, SUBJECT_DEFAULTS)
     reference_settings = analysis_settings(args, {**SUBJECT_DEFAULTS, "bottom_k": 0})
     reports = _read_all(args, [args.subject, *args.reference])
@@ -183,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
     references = {
         path: _load(args, path, reports, metrics, reference_settings) for path in args.reference
     }
-    verdict = verify(
+    return verify(
         subject,
         references,
         grad_tol=args.grad_tol,
@@ -192,8 +263,3 @@ def run(args: argparse.Namespace) -> int:
         sharpness=args.sharpness,
         subject_label=args.subject,
     )
-    if args.json:
-        print(json.dumps(to_jsonable(verdict.to_dict()), indent=2))
-    else:
-        print(verdict.table())
-    return verdict.exit_code

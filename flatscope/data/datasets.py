@@ -26,6 +26,10 @@ Data specs (see :mod:`flatscope.models.specs` for the syntax):
     the published ``CIFAR-10_human.pt`` (``human``, by default looked up in ``PATH`` and the
     batches folder) for ``train`` and ``val``; ``labels`` is one of clean, aggre, worse,
     random1, random2, random3. ``test`` keeps CIFAR-10's clean labels.
+``tokens:PATH[,pad_id=N]``, ``text:PATH,tokenizer=FOLDER[,seq_len=128,stride=SEQ_LEN]``
+    token ids for language models, from a pre-tokenized ``.npy``/``.pt``/``.safetensors`` file
+    of shape ``(N, T)`` or a text file and a Hugging Face tokenizer: ``(input_ids, labels)``
+    pairs with labels -100 at padding (see :mod:`flatscope.data.tokens`); train split only.
 ``package.module:factory[:key=value,...]``
     a factory returning a map-style ``Dataset`` of ``(input, target)`` items, a ``DataLoader``
     over one (its dataset, batch size and collate function are used, its sampler is not) or
@@ -62,6 +66,7 @@ from flatscope.data.random_streams import (
     stream_generator,
 )
 from flatscope.data.splits import SplitData, split_indices
+from flatscope.data.tokens import text_file, token_file
 from flatscope.models.specs import Registry, SpecError, accepts_keyword
 
 __all__ = [
@@ -150,6 +155,8 @@ def synthetic(
 
 DATASETS.register("cifar10")(cifar10)
 DATASETS.register("cifar10n")(cifar10n)
+DATASETS.register("tokens")(token_file)
+DATASETS.register("text")(text_file)
 
 
 # --- bundles and loaders -------------------------------------------------------------------
@@ -205,6 +212,7 @@ class DataBundle:
         batch_size: default batch size of :meth:`loader`.
         seed: seed of the subset, label noise and shuffling streams.
         indices: positions of the samples in the whole split after :meth:`subset`, else None.
+        split_size: the number of samples of the whole split after :meth:`subset`, else None.
         clean_labels: the split's labels before label noise or replaced labels, else None.
         label_noise: the synthetic noise applied, if any.
         collate_fn: collate function of a user factory's DataLoader, if any.
@@ -221,6 +229,7 @@ class DataBundle:
     clean_labels: torch.Tensor | None = None
     label_noise: LabelNoise | None = None
     collate_fn: Callable | None = None
+    split_size: int | None = None
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -339,6 +348,7 @@ class DataBundle:
             self,
             dataset=dataset,
             indices=index if self.indices is None else self.indices[index],
+            split_size=len(self) if self.indices is None else self.split_size,
             clean_labels=None if self.clean_labels is None else self.clean_labels[index],
         )
 

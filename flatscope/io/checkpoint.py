@@ -12,6 +12,9 @@ registries resolve to their own names only, never to an import (``trust_specs=Tr
 - TorchScript archives and whole pickled ``nn.Module`` objects carry code, so they are read only
   with ``unsafe_pickle=True``.
 
+A folder written by Hugging Face's ``save_pretrained`` is read as one checkpoint: the shards its
+``model.safetensors.index.json`` lists, else its ``model.safetensors``.
+
 The object read is then searched for a state_dict: the object itself (a flat mapping of names to
 tensors), the entry ``state_dict``, ``model_state_dict``, ``model``, ``net`` or ``ema`` of a dict,
 or an entry the caller names with ``key``. :func:`apply_state_dict` loads it into a model after
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import json
 import os
 import re
 import warnings
@@ -71,10 +75,11 @@ class LoadedCheckpoint:
 
     Attributes:
         path: the file read.
-        sha256: hex SHA-256 of the file's bytes (identifies the checkpoint in reports).
+        sha256: hex SHA-256 of the file's bytes (identifies the checkpoint in reports); for a
+            folder, of the lines ``<file name> <SHA-256 of the file>`` of its weight files.
         layout: how the weights were found: ``"state_dict"`` (a raw state_dict),
-            ``"flatscope"``, ``"dict[<key>]"``, ``"safetensors"``, ``"torchscript"`` or
-            ``"pickled-module"``.
+            ``"flatscope"``, ``"dict[<key>]"``, ``"safetensors"``, ``"safetensors-folder"``,
+            ``"torchscript"`` or ``"pickled-module"``.
         state_dict: parameter and buffer names to tensors, on the CPU.
         model_spec: the model spec stored by flatscope's trainer (a
             :class:`~flatscope.models.specs.FileSpec`), else ``None``.
@@ -111,7 +116,7 @@ def load_checkpoint(
     """Read a checkpoint file and find its state_dict.
 
     Args:
-        path: the checkpoint file.
+        path: the checkpoint file, or a ``save_pretrained`` folder of safetensors weights.
         key: the top-level entry of a dict checkpoint that holds the weights; by default the
             first of ``state_dict``, ``model_state_dict``, ``model``, ``net``, ``ema`` present,
             or the whole dict when it is itself a state_dict.
@@ -125,6 +130,8 @@ def load_checkpoint(
             truncated or corrupt file, a file of another kind (text, image), a file that holds
             code and ``unsafe_pickle`` is off, or no state_dict found.
     """
+    if _weight_files(Path(path)):
+        return _load_safetensors_folder(Path(path))
     path = _readable_file(path)
     sha256 = _sha256(path)
     kind = _sniff(path)
@@ -155,8 +162,10 @@ def apply_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -
     match the model's. Every parameter and persistent buffer must then be present with the
     model's shape and kind (a floating parameter takes floating values: integer or boolean
     tensors would be cast silently, small weights becoming 0); only BatchNorm's
-    ``num_batches_tracked`` may be missing (it keeps the model's value). Floating weights must
-    be finite. The model is left unchanged when any check fails.
+    ``num_batches_tracked`` may be missing (it keeps the model's value), and so may a name of a
+    parameter the model ties to another present one (a language model's output layer sharing
+    the input embedding, which safetensors files store once). Floating weights must be finite.
+    The model is left unchanged when any check fails.
 
     Raises:
         CheckpointError: one line listing missing keys, unexpected keys, shape and dtype
@@ -165,6 +174,7 @@ def apply_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -
     """
     expected = model.state_dict()
     renamed, stripped = _strip_wrapper_prefixes(state_dict, expected.keys())
+    _fill_tied(renamed, model)
     _check_fits(renamed, expected, stripped)
     _check_finite(renamed)
     for name in expected.keys() - renamed.keys():
@@ -305,6 +315,46 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
             f"{path} is not a readable safetensors file (truncated or corrupt?): {_detail(exc)}"
         ) from exc
     return tensors, metadata
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    """The safetensors files of a ``save_pretrained`` folder: those its
+    ``model.safetensors.index.json`` lists, else ``model.safetensors``; ``[]`` for anything else.
+    """
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            names = sorted(set(weight_map.values()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"{index} is not a readable shard index: {exc}") from exc
+        files = [folder / name for name in names]
+        missing = [file.name for file in files if not file.is_file()]
+        if missing or not files:
+            raise CheckpointError(f"{folder} lacks shards its index lists: {preview(missing)}")
+        return files
+    single = folder / "model.safetensors"
+    return [single] if single.is_file() else []
+
+
+def _load_safetensors_folder(folder: Path) -> LoadedCheckpoint:
+    files = _weight_files(folder)
+    state_dict: dict[str, torch.Tensor] = {}
+    digest = hashlib.sha256()
+    for file in files:
+        tensors, _ = _read_safetensors(file)
+        repeated = state_dict.keys() & tensors.keys()
+        if repeated:
+            raise CheckpointError(f"{file} repeats tensors of another shard: {preview(repeated)}")
+        state_dict.update(tensors)
+        digest.update(f"{file.name} {_sha256(file)}\n".encode())
+    return LoadedCheckpoint(
+        path=folder,
+        sha256=digest.hexdigest(),
+        layout="safetensors-folder",
+        state_dict=state_dict,
+        metadata={"files": [file.name for file in files]},
+    )
 
 
 def _read_torchscript(path: Path) -> nn.Module:
@@ -476,6 +526,18 @@ def _strip_wrapper_prefixes(
                 next_frontier.append((stripped, (*steps, prefix)))
         frontier = next_frontier
     return {new: state_dict[old] for new, old in best.items()}, best_steps
+
+
+def _fill_tied(state_dict: dict[str, torch.Tensor], model: nn.Module) -> None:
+    """Give each missing name of a tied parameter the tensor of a present name it is tied to."""
+    names_of: dict[int, list[str]] = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        names_of.setdefault(id(parameter), []).append(name)
+    for names in names_of.values():
+        present = next((name for name in names if name in state_dict), None)
+        if present is not None:
+            for name in names:
+                state_dict.setdefault(name, state_dict[present])
 
 
 def _check_fits(

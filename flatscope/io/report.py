@@ -3,12 +3,12 @@
 A report is one JSON object::
 
     {
-      "schema": "flatscope.report/1",
+      "schema": "flatscope.report/1.1",
       "flatscope_version": "0.1.0",
       "created": "2025-01-01T12:00:00+00:00",           # UTC, ISO 8601
       "checkpoint": {"path": str | null, "sha256": str | null},
       "model": <model spec>,                            # e.g. "mlp:hidden=32"
-      "data": {"spec": str, "num_samples": int},
+      "data": {"spec": str, "num_samples": int, ...},   # analyze adds the provenance below
       "loss": <loss spec>,                              # e.g. "cross_entropy"
       "settings": {"seed": int, "dtype": str, "device": str, ...},
       "environment": {"torch", "python", "platform", "device", "device_name"},
@@ -21,10 +21,19 @@ A report is one JSON object::
     }
 
 Readers accept any ``flatscope.report/1[.minor]`` and refuse other major versions. Extra header
-fields are kept as given. Every value is stored as plain JSON: NumPy and torch scalars become
-numbers, arrays and tensors become (nested) lists, dtypes and devices become strings such as
-``"float64"`` and ``"cuda:0"``, and non-finite numbers (NaN, +-Inf) become ``null`` because JSON
-has no such numbers; a ``null`` number therefore means "no finite value" (for example a standard
+fields are kept as given. Minor versions add fields and never change the meaning of old ones:
+
+- ``1.1``: :func:`flatscope.app.analyze.analyze` records the data's provenance: ``split_size``
+  (samples in the whole split), ``indices_sha256`` (SHA-256 of the positions of a seeded subset
+  in the split; ``null`` for the whole split), ``label_noise_seed`` (beside the canonical
+  ``label_noise`` spec, which also carries it) and ``labels_sha256`` (SHA-256 of the analysed
+  targets in order). Reports of ``1`` lack them; they stay readable, and ``compare`` /
+  ``verify`` then cannot tell whether two reports used the same labels.
+
+Every value is stored as plain JSON: NumPy and torch scalars become numbers, arrays and tensors
+become (nested) lists, dtypes and devices become strings such as ``"float64"`` and
+``"cuda:0"``, and non-finite numbers (NaN, +-Inf) become ``null`` because JSON has no such
+numbers; a ``null`` number therefore means "no finite value" (for example a standard
 error from a single sample).
 
 :meth:`Report.set_metric` rewrites the whole file atomically after each metric, so an interrupted
@@ -63,7 +72,8 @@ __all__ = [
 
 SCHEMA_NAME = "flatscope.report"
 SCHEMA_MAJOR = 1
-REPORT_SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_MAJOR}"
+SCHEMA_MINOR = 1
+REPORT_SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_MAJOR}.{SCHEMA_MINOR}"
 HEADER_FIELDS = ("checkpoint", "model", "data", "loss", "settings")
 REQUIRED_FIELDS = (
     "schema",

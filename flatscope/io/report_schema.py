@@ -178,21 +178,35 @@ _EIGEN = _all(
 )
 _STATS = {"mean": number, "min": number, "max": number}
 
-#: The checked metrics of ``flatscope.report/1``.
+_TRACE = fields(
+    {"value": number},
+    {
+        "stderr": number,
+        "method": text,
+        "num_matvecs": count,
+        "per_block": optional(mapping(pair(number))),
+    },
+)
+_SHARPNESS = fields(
+    {
+        "average": fields(
+            {"value": number},
+            {"stderr": number, "sigma": number, "second_order": number, "loss": number},
+        ),
+        "worst_case": fields({"value": number}, {"rho": number, "loss": number}),
+    }
+)
+
+#: The checked metrics of ``flatscope.report/1`` (the scaled ones since ``1.1``).
 METRIC_CHECKS: dict[str, Check] = {
     "loss": number,
     "gradient_norm": number,
-    "hessian_trace": fields(
-        {"value": number},
-        {
-            "stderr": number,
-            "method": text,
-            "num_matvecs": count,
-            "per_block": optional(mapping(pair(number))),
-        },
-    ),
+    "hessian_trace": _TRACE,
+    "scaled_trace": _TRACE,
+    "normalized_trace": _TRACE,
     "top_eigenvalues": _EIGEN,
     "bottom_eigenvalues": _EIGEN,
+    "scaled_top_eigenvalue": _EIGEN,
     "spectral_density": _all(
         fields(
             {"nodes": listing(listing(finite)), "weights": listing(listing(finite))},
@@ -214,15 +228,8 @@ METRIC_CHECKS: dict[str, Check] = {
         ),
         _diagonal_lengths,
     ),
-    "sharpness": fields(
-        {
-            "average": fields(
-                {"value": number},
-                {"stderr": number, "sigma": number, "second_order": number, "loss": number},
-            ),
-            "worst_case": fields({"value": number}, {"rho": number, "loss": number}),
-        }
-    ),
+    "sharpness": _SHARPNESS,
+    "adaptive_sharpness": _SHARPNESS,
 }
 
 _HEADER = fields(
@@ -230,7 +237,16 @@ _HEADER = fields(
         "model": text,
         "loss": text,
         "checkpoint": fields({"path": optional(text), "sha256": optional(text)}),
-        "data": fields({"spec": text, "num_samples": optional(count)}),
+        "data": fields(
+            {"spec": text, "num_samples": optional(count)},
+            {
+                "split_size": optional(count),
+                "indices_sha256": optional(text),
+                "label_noise": optional(text),
+                "label_noise_seed": optional(count),
+                "labels_sha256": optional(text),
+            },
+        ),
         "timings": mapping(number),
     }
 )

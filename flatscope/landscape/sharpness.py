@@ -32,6 +32,7 @@ from flatscope.linalg.trace import trace
 from flatscope.objective import Objective
 from flatscope.operators.base import LinearOperator
 from flatscope.operators.hessian import HessianOperator
+from flatscope.operators.scaled import DiagonallyScaled
 
 __all__ = [
     "AverageSharpness",
@@ -96,19 +97,6 @@ class WorstCaseSharpness:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class _DiagonallyScaled(LinearOperator):
-    """``C A C`` for a diagonal ``C = diag(scale)``: ``tr(C H C) = sum_i c_i^2 H_ii``."""
-
-    def __init__(self, operator: LinearOperator, scale: torch.Tensor) -> None:
-        super().__init__(operator.shape, operator.dtype, operator.device, operator.blocks)
-        self.operator = operator
-        self.scale = scale.to(operator.device, operator.dtype)
-        self.symmetric = operator.symmetric
-
-    def _matmat(self, V: torch.Tensor) -> torch.Tensor:
-        return self.scale[:, None] * (self.operator @ (self.scale[:, None] * V))
 
 
 def _check_positive(name: str, value: float) -> float:
@@ -183,7 +171,7 @@ def average_sharpness(
     matvecs = 0
     if trace_matvecs > 0:
         operator = HessianOperator(objective) if hessian is None else hessian
-        scaled = _DiagonallyScaled(operator, w.abs()) if adaptive else operator
+        scaled = DiagonallyScaled(operator, w.abs()) if adaptive else operator
         estimate = trace(scaled, method=trace_method, num_matvecs=trace_matvecs, seed=seed)
         second_order = sigma**2 / 2 * float(estimate.value)
         second_order_stderr = sigma**2 / 2 * float(estimate.stderr)

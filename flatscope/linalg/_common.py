@@ -57,6 +57,18 @@ def seeded_generator(seed: int) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(seed)
 
 
+def stream_seed(seed: int, stream: int) -> int:
+    """A seed for random stream number ``stream`` of ``seed``: the SplitMix64 finalizer of
+    ``seed + stream * golden`` (Steele, Lea, Flood, OOPSLA 2014), so that estimators called with
+    the same ``seed`` draw unrelated probes when they must be independent."""
+    check_count("seed", seed, minimum=0)
+    mask = 2**64 - 1
+    z = (seed + stream * 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return (z ^ (z >> 31)) >> 1  # 63 bits: a valid seed for torch.Generator
+
+
 def _probe(generator: torch.Generator, d: int, kind: str, dtype: torch.dtype) -> torch.Tensor:
     if kind == "rademacher":
         return torch.randint(0, 2, (d,), generator=generator).to(dtype) * 2 - 1

@@ -110,11 +110,13 @@ class SpectralDensity:
         )
 
 
-def _slq(op: LinearOperator, num_steps: int, V0: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _slq(
+    op: LinearOperator, num_steps: int, V0: torch.Tensor, reorthogonalize: bool
+) -> tuple[torch.Tensor, ...]:
     """Stochastic Lanczos quadrature (Ubaru, Chen, Saad 2017): for each unit start vector the
     Gauss quadrature of ``mu_v`` has the Ritz values as nodes and the squared first components
     of the eigenvectors of ``T`` as weights."""
-    chains = lanczos_batched(op, num_steps, V0, dtype=_F64)
+    chains = lanczos_batched(op, num_steps, V0, dtype=_F64, reorthogonalize=reorthogonalize)
     m = max(chain.num_matvecs for chain in chains)
     nodes = torch.zeros(len(chains), m, dtype=_F64)
     weights = torch.zeros(len(chains), m, dtype=_F64)
@@ -188,14 +190,25 @@ def spectral_density(
     seed: int = 0,
     method: str = "slq",
     probe: str = "rademacher",
+    reorthogonalize: bool = False,
 ) -> SpectralDensity:
     """Estimate the spectral density of a symmetric operator.
 
     ``method="slq"``: stochastic Lanczos quadrature (Ubaru, Chen, Saad 2017; Ghorbani, Krishnan,
     Xiao 2019): ``num_probes`` Lanczos chains of ``num_steps`` steps from normalized random
-    probes run side by side (one ``A @ V`` per step), in float64 with full reorthogonalization;
-    Ritz values are the nodes and squared first eigenvector components of ``T`` the weights.
+    probes run side by side (one ``A @ V`` per step) with a float64 recurrence; Ritz values are
+    the nodes and squared first eigenvector components of ``T`` the weights.
     ``num_steps * num_probes`` products (fewer if a chain finds an invariant subspace).
+
+    By default the chains run the plain three-term recurrence (three vectors per chain, ``O(d)``
+    work per step): in finite precision converged Ritz values reappear as copies that split the
+    weight of their eigenvalue between them, so the quadrature measure, and the density, stay
+    as accurate as with exact arithmetic (Greenbaum 1989; Chen, Trogdon, Ubaru, ICML 2021;
+    Ghorbani et al. 2019 and Papyan 2019 run SLQ on network Hessians this way).
+    ``reorthogonalize=True`` orthogonalizes every step against all previous vectors (memory
+    ``num_probes * num_steps * d``, work ``4 num_steps^2 d`` per probe); measured on exact
+    network spectra it changes the density by far less than the probes' own sampling error
+    (``benchmarks/density.py``).
 
     ``method="kpm"``: kernel polynomial method with Jackson damping, degree ``2 num_steps``,
     plus 30 products for spectral bounds; see :func:`_kpm`.
@@ -208,7 +221,7 @@ def spectral_density(
     V0 = probes(seeded_generator(seed), op.shape[0], num_probes, probe, _F64, op.device)
     V0 = V0 / V0.norm(dim=0)
     if method == "slq":
-        nodes, weights = _slq(op, num_steps, V0)
+        nodes, weights = _slq(op, num_steps, V0, reorthogonalize)
     else:
         nodes, weights = _kpm(op, num_steps, V0, seed)
     return SpectralDensity(nodes, weights, op.num_matvecs - start, method)

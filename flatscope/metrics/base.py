@@ -5,8 +5,9 @@ A :class:`Metric` owns, for the report entries it writes:
 - how to compute each one from an :class:`AnalysisContext` (the Hessian operator over the
   analysed data and the settings), and how many Hessian-vector products it plans to spend;
 - its summary line (``flatscope analyze``), its table rows with error bars (``flatscope
-  compare``), the claims it lets ``flatscope verify`` decide, and its figures (drawn by
-  :mod:`flatscope.plotting` from the stored numbers alone).
+  compare``) and the headline rows that comparisons over seeds test, the claims it lets
+  ``flatscope verify`` decide, and its figures (drawn by :mod:`flatscope.plotting` from the
+  stored numbers alone).
 
 Metrics live one per module in :mod:`flatscope.metrics` and register themselves there; adding a
 metric is adding a module (see :mod:`flatscope.metrics`).
@@ -88,6 +89,7 @@ class AnalysisContext:
         operator: the Hessian of the mean loss over ``batches``.
         settings: the analysis settings.
         progress: whether to draw progress bars.
+        shared: results computed once per analysis (see :meth:`once`).
     """
 
     model: torch.nn.Module
@@ -96,6 +98,14 @@ class AnalysisContext:
     operator: LinearOperator
     settings: AnalysisSettings
     progress: bool = False
+    shared: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+
+    def once(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()`` the first time ``key`` is asked for in this analysis, then its stored
+        result: metrics that need the same estimate (the scaled trace, for example) share it."""
+        if key not in self.shared:
+            self.shared[key] = compute()
+        return self.shared[key]
 
     def run(self, label: str, total: int | None, compute: Callable[[LinearOperator], Any]) -> Any:
         """``compute(operator)`` with a progress bar that advances with every product."""
@@ -148,6 +158,11 @@ class Metric:
     def rows(self, entry: str, value: Any) -> dict[str, Cell]:
         """``{row name: (value, error)}`` for comparison tables."""
         return {}
+
+    def seed_rows(self, entry: str, value: Any) -> dict[str, Cell]:
+        """The rows that optimizer-level comparisons test over seeds (``compare --group``,
+        ``verify --group``): by default the first of :meth:`rows`, the entry's headline."""
+        return dict(list(self.rows(entry, value).items())[:1])
 
     def block_rows(self, entry: str, value: Any) -> dict[str, Cell]:
         """Per-parameter-block rows (long, so only in markdown tables)."""

@@ -67,6 +67,8 @@ class AnalysisSettings:
         density_steps, density_probes: Lanczos steps per probe and probes of the density.
         sharpness_sigma: standard deviation of the Gaussian weight perturbation.
         sharpness_rho: radius of the l2 ball of worst-case sharpness.
+        adaptive_sigma, adaptive_rho: the same for adaptive sharpness, relative to ``|w|``
+            coordinate-wise (:mod:`flatscope.metrics.adaptive_sharpness`).
     """
 
     seed: int = _field(0, "seeds the data subset and every estimator", minimum=0)
@@ -101,6 +103,10 @@ class AnalysisSettings:
     density_probes: int = _field(2, "random probes of the spectral density", minimum=1)
     sharpness_sigma: float = _field(0.01, "std of the Gaussian perturbation, average sharpness")
     sharpness_rho: float = _field(0.05, "l2 radius of worst-case sharpness")
+    adaptive_sigma: float = _field(
+        0.05, "std of the Gaussian perturbation relative to |w|, adaptive average sharpness"
+    )
+    adaptive_rho: float = _field(0.5, "l2 radius of e / |w|, adaptive worst-case sharpness")
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):

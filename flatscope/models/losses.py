@@ -15,6 +15,12 @@ Built-in losses (see :mod:`flatscope.models.specs` for the spec syntax):
     tensor operations because ``mse_loss``'s backward lacks a working forward-mode rule in some
     PyTorch versions, which forward-over-reverse Hessian products need.
 
+``causal_lm[:reduction=token]``
+    next-token cross-entropy of a language model's logits ``(B, T, V)`` against its input ids
+    ``(B, T)``, shifted by one position, labels -100 (padding) ignored; the mean over the
+    batch's predicted tokens (``reduction=sequence``: the mean over sequences of their
+    per-token means). See :mod:`flatscope.models.causal_lm` for the exact definition.
+
 ``module:callable[:key=value,...]`` (or ``package.module:...``, ``path/file.py:...``)
     a class (``torch.nn:CrossEntropyLoss``) or a spec with values is *called* with those values
     and must return the loss function; any other callable (``torch.nn.functional:huber_loss``,
@@ -29,9 +35,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from flatscope.models.causal_lm import causal_lm
 from flatscope.models.specs import Registry, SpecError
 
-__all__ = ["LOSSES", "LossFn", "build_loss", "loss_spec", "cross_entropy", "mse"]
+__all__ = ["LOSSES", "LossFn", "build_loss", "loss_spec", "cross_entropy", "mse", "causal_lm"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -67,6 +74,9 @@ def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def mse() -> LossFn:
     """Mean squared error over all elements; class indices become one-hot targets."""
     return _mse
+
+
+LOSSES.register("causal_lm")(causal_lm)
 
 
 def build_loss(spec: str) -> LossFn:

@@ -18,6 +18,11 @@ Built-in models (every parameter is a keyword; defaults fit the 8x8 digits data)
              CIFAR experiments (11,173,962 and 21,282,122 parameters); small widths build
              thin copies for tests.
 
+``hf``       PATH, dtype=float32 — a Hugging Face causal language model from a local
+             ``from_pretrained`` folder, returning logits (see :mod:`flatscope.models.hf`; needs
+             the ``transformers`` extra). Remote code in the folder runs only with
+             ``build_model(spec, trust_remote_code=True)``, never because a spec says so.
+
 Any other model comes from an import spec ``package.module:factory[:key=value,...]`` (see
 :mod:`flatscope.models.specs`). :func:`model_spec` gives the canonical spec a checkpoint carries.
 """
@@ -27,11 +32,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from flatscope.models.hf import hf
 from flatscope.models.specs import Registry, SpecError
 
 __all__ = ["MODELS", "build_model", "model_spec", "BasicBlock", "CifarResNet"]
 
-MODELS = Registry("model")
+#: ``trust_remote_code`` is context: the caller supplies it, a spec cannot (see ``hf``).
+MODELS = Registry("model", context=("trust_remote_code",))
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -191,21 +198,29 @@ def resnet34(*, in_channels: int = 3, num_classes: int = 10, width: int = 64) ->
     return _resnet("resnet34", (3, 4, 6, 3), in_channels, num_classes, width)
 
 
-def build_model(spec: str, *, seed: int | None = None) -> nn.Module:
+MODELS.register("hf")(hf)
+
+
+def build_model(
+    spec: str, *, seed: int | None = None, trust_remote_code: bool = False
+) -> nn.Module:
     """Build the model a spec names (``mlp:hidden=64`` or ``package.module:factory:...``).
 
     With ``seed``, the initial weights are drawn from ``torch.manual_seed(seed)`` inside
     ``torch.random.fork_rng``, so they are reproducible and the caller's global random state
     is left as it was. Without it, PyTorch's global generator initializes the weights.
+    ``trust_remote_code=True`` lets ``hf:PATH`` run the Python code shipped in that folder; it
+    is passed to the factories that accept a ``trust_remote_code`` keyword only when true.
     """
+    context = {"trust_remote_code": True} if trust_remote_code else {}
     if seed is None:
-        model = MODELS.build(spec)
+        model = MODELS.build(spec, **context)
     else:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise SpecError(f"model seed must be a non-negative integer, got {seed!r}")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = MODELS.build(spec)
+            model = MODELS.build(spec, **context)
     if not isinstance(model, nn.Module):
         raise SpecError(
             f"model spec {spec!r} returned a {type(model).__name__}, not a torch.nn.Module"

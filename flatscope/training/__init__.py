@@ -1,5 +1,8 @@
-"""The reference trainer (fSGLD, SGLD, SAM, SGD) and its learning-rate schedules."""
+"""The reference trainer (fSGLD, SGLD, SAM, SGD), its learning-rate schedules, and flatness
+tracking for other training loops (``FlatnessTracker``; ``callbacks.FlatnessCallback`` for
+Lightning)."""
 
+from flatscope.training.callbacks import FlatnessTracker
 from flatscope.training.schedules import SCHEDULES, build_schedule, schedule_spec
 from flatscope.training.trainer import (
     OPTIMIZERS,
@@ -11,6 +14,7 @@ from flatscope.training.trainer import (
 )
 
 __all__ = [
+    "FlatnessTracker",
     "OPTIMIZERS",
     "SCHEDULES",
     "RunResult",

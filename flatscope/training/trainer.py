@@ -8,18 +8,24 @@
     RUN_DIR/checkpoints/epoch_NNNN.pt every ``checkpoint_every`` epochs (not the last one)
     RUN_DIR/final.pt                  after the last epoch
 
-Optimizers (``optimizer=``):
-
-``sgd``    :class:`torch.optim.SGD` (``lr``, ``momentum``, ``weight_decay``).
-``sgld``   :class:`~flatscope.optim.SGLD` (plus ``beta_inv``).
-``fsgld``  :class:`~flatscope.optim.FSGLD` (plus ``beta_inv``, ``sigma``, ``eta``,
-           ``antithetic``): the gradient at weights perturbed by ``N(0, sigma^2 I)``, Bruno et
-           al., arXiv:2510.02174 (2025). ``sigma=None`` couples ``sigma = beta_inv^((1+eta)/4)``.
-``sam``    :class:`~flatscope.optim.SAM` around SGD (plus ``rho``), Foret et al., ICLR 2021.
+Optimizers (``optimizer=``) and their hyper-parameters come from
+:data:`flatscope.optim.registry.OPTIMIZERS`: ``sgd``, ``sam``, ``fsgld`` (the gradient at
+weights perturbed by ``N(0, sigma^2 I)``, Bruno et al., arXiv:2510.02174, 2025; ``sigma=None``
+couples ``sigma = beta_inv^((1+eta)/4)``) and ``sgld``.
 
 Every step goes through the closure interface: the closure zeroes the gradients, runs the
 forward pass, computes the loss and calls ``backward()``; weight decay and noise belong to the
 optimizer. fSGLD calls it once per step (its cost stays one SGD step), SAM twice.
+
+BatchNorm statistics (``batchnorm=``): fSGLD's forward passes run at perturbed weights and SAM's
+second pass at the ascent point, so the running statistics they leave describe other weights
+than the ones kept. With ``"recompute"`` (the default) they are measured again at the trained
+weights after every epoch, before the evaluation, flatness tracking and checkpoint (one forward
+pass over the training data, :func:`flatscope.training.batchnorm.recompute_batchnorm`): the
+network that is evaluated and analysed is then the one at its own weights for every optimizer,
+which is what comparing optimizers needs. ``"running"`` keeps what the steps left, as the
+reference implementation of fSGLD does. Training itself normalizes with batch statistics either
+way, so the choice changes no training step.
 
 Each line of ``metrics.jsonl`` holds ``epoch`` (epochs completed), ``lr``, ``train_loss`` and
 ``train_acc`` (running means over the epoch's minibatches, on the labels trained on, i.e. the
@@ -63,7 +69,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,13 +113,27 @@ from flatscope.operators.distributed import (
     get_world_size,
     is_distributed,
 )
-from flatscope.optim import FSGLD, SAM, SGLD
+from flatscope.optim.registry import (
+    OPTIMIZERS,
+    HyperparameterError,
+    all_hyperparameters,
+    optimizer_entry,
+)
 from flatscope.progress import Progress
+from flatscope.training.batchnorm import recompute_batchnorm
 from flatscope.training.schedules import Schedule, build_schedule
 
-__all__ = ["OPTIMIZERS", "TrainConfig", "TrainingError", "RunResult", "train", "make_optimizer"]
+__all__ = [
+    "BATCHNORM_MODES",
+    "TrainConfig",
+    "TrainingError",
+    "RunResult",
+    "train",
+    "make_optimizer",
+]
 
-OPTIMIZERS = ("sgd", "sgld", "fsgld", "sam")
+#: How BatchNorm running statistics are kept (see the module docs).
+BATCHNORM_MODES = ("recompute", "running")
 EVAL_BATCH_SIZE = 1024
 # Lanczos stops at residuals below this fraction of |lambda_max| when tracking flatness.
 FLATNESS_EIG_TOL = 1e-2
@@ -125,71 +145,76 @@ class TrainingError(FlatscopeError, ValueError):
     """A training configuration that cannot run, or a run that cannot continue."""
 
 
+def _setting(default: Any, help: str, **metadata: Any) -> Any:
+    return field(default=default, metadata={"help": help, **metadata})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines a training run (see the module docs for the meanings).
 
     ``model``, ``data``, ``label_noise``, ``loss`` and ``schedule`` are specs (``cnn:width=8``,
-    ``digits``, ``symmetric:0.4``, ``cross_entropy``, ``multistep:30,60``). Options that the
-    chosen optimizer does not use (``rho`` for fSGLD, ``beta_inv`` for SGD, ...) are ignored.
+    ``digits``, ``symmetric:0.4``, ``cross_entropy``, ``multistep:30,60``). ``hyperparameters``
+    are the optimizer's (:mod:`flatscope.optim.registry`): its dataclass, a mapping of its
+    fields, or ``None`` for its defaults. :meth:`create` takes everything as flat keywords.
     """
 
-    optimizer: str = "fsgld"
-    model: str = "cnn"
-    data: str = "digits"
-    label_noise: str | None = None
-    loss: str = "cross_entropy"
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 0.05
-    schedule: str = "constant"
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    beta_inv: float = 1e-8
-    sigma: float | None = None
-    eta: float = 0.1
-    antithetic: bool = False
-    rho: float = 0.05
-    seed: int = 0
-    device: str = "cpu"
-    checkpoint_every: int | None = None
-    track_flatness: int | None = None
-    flatness_subset: int = 256
-    flatness_matvecs: int = 30
+    optimizer: str = _setting("fsgld", "the optimizer", choices=tuple(OPTIMIZERS))
+    model: str = _setting("cnn", "model spec", metavar="SPEC")
+    data: str = _setting("digits", "data spec", metavar="SPEC")
+    label_noise: str | None = _setting(
+        None, "label noise on the training labels, e.g. symmetric:0.4, asymmetric:0.2",
+        metavar="SPEC",
+    )  # fmt: skip
+    loss: str = _setting("cross_entropy", "loss spec", metavar="SPEC")
+    epochs: int = _setting(10, "epochs", minimum=1)
+    batch_size: int = _setting(128, "batch size", minimum=1)
+    schedule: str = _setting(
+        "constant", "learning-rate schedule: constant, cosine[:min_factor=F] or "
+        "multistep:M1,M2[,gamma=G]", metavar="SPEC",
+    )  # fmt: skip
+    seed: int = _setting(
+        0, "seeds the weights, the data order, the label noise, the noise", minimum=0
+    )
+    device: str = _setting("cpu", "cpu or cuda[:N]", metavar="DEVICE")
+    checkpoint_every: int | None = _setting(
+        None, "keep a checkpoint every N epochs (the last one always)", minimum=1
+    )
+    track_flatness: int | None = _setting(
+        None, "Hessian trace and top eigenvalue on a training subset every N epochs", minimum=1
+    )
+    flatness_subset: int = _setting(256, "training samples of flatness tracking", minimum=1)
+    flatness_matvecs: int = _setting(30, "Hutch++ products of flatness tracking", minimum=3)
+    batchnorm: str = _setting(
+        "recompute", "BatchNorm statistics for evaluation and checkpoints: recompute them at "
+        "the trained weights (one pass over the training data) or keep the running ones the "
+        "steps left (fSGLD's and SAM's at perturbed weights)", choices=BATCHNORM_MODES,
+    )  # fmt: skip
+    hyperparameters: Any = None
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise TrainingError(
-                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
-            )
-        _check_int("epochs", self.epochs)
-        _check_int("batch_size", self.batch_size)
-        _check_int("seed", self.seed, minimum=0)
-        _check_int("flatness_subset", self.flatness_subset)
-        _check_int("flatness_matvecs", self.flatness_matvecs, minimum=3)
-        for name in ("checkpoint_every", "track_flatness"):
-            if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name))
-        for name in ("lr", "momentum", "weight_decay", "beta_inv", "sigma", "eta", "rho"):
-            value = getattr(self, name)
-            if value is None and name == "sigma":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TrainingError(f"{name} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise TrainingError(f"{name} must be a finite number, got {value}")
-        checks = [
-            ("lr", self.lr > 0, "must be positive"),
-            ("momentum", 0 <= self.momentum < 1, "must lie in [0, 1)"),
-            ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
-            ("beta_inv", self.beta_inv >= 0, "must be >= 0"),
-            ("sigma", self.sigma is None or self.sigma >= 0, "must be >= 0 (or None: coupled)"),
-            ("eta", 0 < self.eta < 1, "must lie in (0, 1)"),
-            ("rho", self.rho >= 0, "must be >= 0"),
-        ]
-        for name, ok, rule in checks:
-            if not ok:
-                raise TrainingError(f"{name} {rule}, got {getattr(self, name)}")
+        try:
+            entry = optimizer_entry(self.optimizer)
+            hyper = self.hyperparameters
+            if hyper is None or isinstance(hyper, Mapping):
+                hyper = entry.hyper(hyper)
+            elif type(hyper) is not entry.hyperparameters:
+                raise HyperparameterError(
+                    f"optimizer {self.optimizer} takes {entry.hyperparameters.__name__}, "
+                    f"got {type(hyper).__name__}"
+                )
+        except HyperparameterError as error:
+            raise TrainingError(str(error)) from None
+        object.__setattr__(self, "hyperparameters", hyper)
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if "minimum" in item.metadata and (value is not None or "None" not in item.type):
+                _check_int(item.name, value, item.metadata["minimum"])
+            choices = item.metadata.get("choices")
+            if choices and value not in choices:
+                raise TrainingError(
+                    f"unknown {item.name} {value!r}; choose one of {', '.join(choices)}"
+                )
         try:
             if self.label_noise is not None:
                 LabelNoise.parse(self.label_noise)
@@ -199,9 +224,56 @@ class TrainConfig:
         except SpecError as error:
             raise TrainingError(str(error)) from None
 
+    @property
+    def lr(self) -> float:
+        """The base learning rate (a hyper-parameter of every optimizer)."""
+        return self.hyperparameters.lr
+
+    @classmethod
+    def create(cls, **settings: Any) -> TrainConfig:
+        """A configuration from flat keywords: the run's fields and the optimizer's
+        hyper-parameters side by side (``TrainConfig.create(optimizer="sam", rho=0.1)``).
+
+        Raises:
+            TrainingError: a keyword that is neither, or a hyper-parameter the optimizer does
+                not take.
+        """
+        own = {item.name for item in dataclasses.fields(cls)} - {"hyperparameters"}
+        hyper = {key: value for key, value in settings.items() if key not in own}
+        return cls(**{key: settings[key] for key in own & set(settings)}, hyperparameters=hyper)
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any]) -> TrainConfig:
+        """The configuration :meth:`to_dict` wrote (``config.json``). Hyper-parameters of
+        other optimizers, which runs of earlier versions recorded too, are ignored.
+
+        Raises:
+            TrainingError: the document does not describe a configuration.
+        """
+        if not isinstance(document, Mapping):
+            raise TrainingError(f"a run configuration is a JSON object, got {document!r:.60}")
+        # runs that predate the choice kept the running statistics
+        settings = {"batchnorm": "running", **document}
+        known = {item.name for item in dataclasses.fields(cls)} | set(all_hyperparameters())
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise TrainingError(f"not a run configuration: unknown fields {', '.join(unknown)}")
+        entry = OPTIMIZERS.get(settings.get("optimizer", cls.optimizer))
+        if entry is not None:
+            taken = {item.name for item in dataclasses.fields(entry.hyperparameters)}
+            foreign = set(all_hyperparameters()) - taken
+            settings = {key: value for key, value in settings.items() if key not in foreign}
+        return cls.create(**settings)
+
     def to_dict(self) -> dict[str, Any]:
-        """The fields as plain JSON values."""
-        return dataclasses.asdict(self)
+        """The run's fields and the optimizer's hyper-parameters, flat, as plain JSON values."""
+        own = {  # a spec read from a file (a str subclass) is written as the plain string
+            item.name: str(value) if isinstance(value, str) else value
+            for item in dataclasses.fields(self)
+            if item.name != "hyperparameters"
+            for value in [getattr(self, item.name)]
+        }
+        return {**own, **dataclasses.asdict(self.hyperparameters)}
 
 
 def _check_int(name: str, value: Any, minimum: int = 1) -> None:
@@ -230,24 +302,10 @@ def derived_seed(seed: int, stream: int) -> int:
 
 
 def make_optimizer(config: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    """The optimizer ``config.optimizer`` names, with the config's hyperparameters."""
-    common = {"lr": config.lr, "momentum": config.momentum, "weight_decay": config.weight_decay}
-    seed = derived_seed(config.seed, _OPTIMIZER_STREAM)
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, **common)
-    if config.optimizer == "sam":
-        return SAM(params, torch.optim.SGD, rho=config.rho, **common)
-    if config.optimizer == "sgld":
-        return SGLD(params, beta_inv=config.beta_inv, seed=seed, **common)
-    return FSGLD(
-        params,
-        beta_inv=config.beta_inv,
-        sigma=config.sigma,
-        eta=config.eta,
-        antithetic=config.antithetic,
-        seed=seed,
-        **common,
-    )
+    """The optimizer ``config.optimizer`` names, with the config's hyper-parameters and its own
+    random stream (:data:`flatscope.optim.registry.OPTIMIZERS`)."""
+    entry = optimizer_entry(config.optimizer)
+    return entry.build(params, config.hyperparameters, derived_seed(config.seed, _OPTIMIZER_STREAM))
 
 
 # ------------------------------------------------------------------------------ the setup
@@ -420,19 +478,27 @@ def _accuracy(model: nn.Module, batches: list | None, device: torch.device) -> f
     return correct / total
 
 
-def _flatness(setup: _Setup, config: TrainConfig) -> dict[str, float]:
-    """Hutch++ trace and the top eigenvalue of the Hessian on the fixed training subset."""
-    op = HessianOperator(setup.model, setup.loss_fn, setup.flatness_batches, device=setup.device)
-    seed = derived_seed(config.seed, _FLATNESS_STREAM) % 2**31
-    estimate = trace(op, "hutchpp", num_matvecs=config.flatness_matvecs, seed=seed)
-    top = eigenvalues(
-        op, k=1, tol=FLATNESS_EIG_TOL, max_matvecs=10 * config.flatness_matvecs, seed=seed
-    )
+def flatness_record(operator: HessianOperator, num_matvecs: int, seed: int) -> dict[str, float]:
+    """Hutch++ trace with its standard error and the top eigenvalue of ``operator``.
+
+    Returns ``{"hessian_trace", "hessian_trace_stderr", "top_eigenvalue"}``, the flatness
+    fields of a ``metrics.jsonl`` record; the trace spends ``num_matvecs`` products and Lanczos
+    (stopped at residuals below ``FLATNESS_EIG_TOL`` of the value) at most ``10 num_matvecs``.
+    """
+    estimate = trace(operator, "hutchpp", num_matvecs=num_matvecs, seed=seed)
+    top = eigenvalues(operator, k=1, tol=FLATNESS_EIG_TOL, max_matvecs=10 * num_matvecs, seed=seed)
     return {
         "hessian_trace": estimate.value,
         "hessian_trace_stderr": estimate.stderr,
         "top_eigenvalue": float(top.values[0]),
     }
+
+
+def _flatness(setup: _Setup, config: TrainConfig) -> dict[str, float]:
+    """Hutch++ trace and the top eigenvalue of the Hessian on the fixed training subset."""
+    op = HessianOperator(setup.model, setup.loss_fn, setup.flatness_batches, device=setup.device)
+    seed = derived_seed(config.seed, _FLATNESS_STREAM) % 2**31
+    return flatness_record(op, config.flatness_matvecs, seed)
 
 
 # ---------------------------------------------------------------------- files of the run
@@ -494,6 +560,7 @@ def _check_resumable(out: Path, config: TrainConfig) -> None:
         raise TrainingError(
             f"cannot resume: {out / CONFIG_FILE} is missing or unreadable ({error})"
         ) from None
+    saved = json.loads(json.dumps(TrainConfig.from_dict(saved).to_dict()))
     current = json.loads(json.dumps(config.to_dict()))
     changed = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in current.items() if saved.get(k) != v]
     if changed:
@@ -679,6 +746,9 @@ def _run_epoch(
         raise TrainingError(
             f"training diverged in epoch {epoch + 1}: the loss is {train_loss}; lower --lr"
         )
+    if config.batchnorm == "recompute":
+        training_inputs = setup.train.loader(shuffle=False, batch_size=EVAL_BATCH_SIZE)
+        recompute_batchnorm(setup.model, (inputs for inputs, _ in training_inputs), setup.device)
     # Only rank 0 evaluates (the others receive its record in :func:`train`).
     evaluation = setup.evaluation if get_rank() == 0 else {"val": None, "test": None}
     record = {

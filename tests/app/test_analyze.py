@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, hessian
 
-from flatscope.app.analyze import analyze, summary
+from flatscope.app.analyze import analyze, analyze_checkpoint, summary
 from flatscope.data import load_data
 from flatscope.errors import OutputError, ReportError
+from flatscope.io import save_checkpoint
 from flatscope.linalg import diagonal
 from flatscope.metrics import AnalysisError, AnalysisSettings, entries_of, parse_metrics
 from flatscope.metrics import diagonal as diagonal_metric
@@ -182,17 +183,61 @@ def test_the_header_describes_the_inputs(problem):
     assert document["model"] == "torch.nn.modules.container.Sequential"
     assert document["checkpoint"]["path"] is None and len(document["checkpoint"]["sha256"]) == 64
     assert document["loss"] == "mse"
-    assert document["data"] == {
+    data = document["data"]
+    hashes = [data.pop("indices_sha256"), data.pop("labels_sha256")]
+    assert data == {
         "spec": bundle.spec,
         "split": "train",
+        "split_size": 36,
         "subset": 20,
         "seed": 2,
         "batch_size": 8,
         "label_noise": None,
+        "label_noise_seed": None,
         "num_samples": 20,
     }
+    assert all(len(h) == 64 and int(h, 16) >= 0 for h in hashes)
     assert document["settings"]["params"] == ["1.*"] and document["settings"]["device"] == "cpu"
     assert set(document["metrics"]["hessian_trace"]["per_block"]) == {"1.weight", "1.bias"}
+
+
+def test_the_header_tells_labels_and_samples_apart(tmp_path):
+    """Same noisy labels and samples: the same hashes; another noise seed or subset: others.
+    A checkpoint of a run on noisy labels records its noise spec and seed."""
+    model = build_model("mlp:in_features=64,hidden=4,depth=1", seed=0)
+
+    def header(**options) -> dict:
+        data = load_data("digits", "train", batch_size=64, **options)
+        report = analyze(model, "cross_entropy", data, "trace", progress=False, **FAST)
+        return report.to_dict()["data"]
+
+    noisy = header(subset=40, seed=1, label_noise="symmetric:rate=0.4,seed=5")
+    assert noisy == header(subset=40, seed=1, label_noise="symmetric:rate=0.4,seed=5")
+    assert noisy["label_noise"] == "symmetric:rate=0.4,seed=5" and noisy["label_noise_seed"] == 5
+    other_labels = header(subset=40, seed=1, label_noise="symmetric:rate=0.4,seed=6")
+    assert other_labels["labels_sha256"] != noisy["labels_sha256"]
+    assert other_labels["indices_sha256"] == noisy["indices_sha256"]
+    other_samples = header(subset=40, seed=2, label_noise="symmetric:rate=0.4,seed=5")
+    assert other_samples["indices_sha256"] != noisy["indices_sha256"]
+    whole = header()
+    assert (whole["subset"], whole["indices_sha256"], whole["split_size"]) == (None, None, 1079)
+    text = summary(
+        {"checkpoint": {}, "model": "m", "loss": "l", "data": noisy, "metrics": {}, "timings": {}}
+    )
+    assert "40 of 1,079 samples (seeded subset, seed 1" in text
+    assert f"labels: noise symmetric:rate=0.4,seed=5, sha256 {noisy['labels_sha256'][:12]}" in text
+
+    bundle = load_data("digits", "train", label_noise="symmetric:0.4", seed=3)
+    save_checkpoint(
+        tmp_path / "run.pt",
+        model,
+        model_spec="mlp:in_features=64,hidden=4,depth=1",
+        data_spec="digits",
+        extra={"label_noise": bundle.label_noise.spec, "train_labels": bundle.labels},
+    )
+    report = analyze_checkpoint(tmp_path / "run.pt", "trace", progress=False, **FAST)
+    data = report.to_dict()["data"]
+    assert (data["label_noise"], data["label_noise_seed"]) == ("symmetric:rate=0.4,seed=3", 3)
 
 
 class CountingLoss:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -155,3 +156,167 @@ def test_same_labels_are_numbered(tmp_path):
     write_report(tmp_path / "y" / "analysis", make_metrics(2.0))
     comparison = compare([tmp_path / "x" / "analysis", tmp_path / "y" / "analysis"])
     assert comparison.labels == ["analysis (1)", "analysis (2)"]
+
+
+# ------------------------------------------------------------------- matched loss
+
+
+def make_trajectory(folder, losses: dict[int, float], scale: float) -> None:
+    """A run folder whose checkpoints (empty files) have trajectory reports with these exact
+    losses; the traces are ``scale * epoch`` and the scaled traces ``scale * epoch / 10``."""
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"config": {"epochs": max(losses)}}))
+    for epoch, loss in losses.items():
+        final = epoch == max(losses)
+        stem = "final" if final else f"epoch_{epoch:04d}"
+        (folder / ("final.pt" if final else f"checkpoints/{stem}.pt")).write_bytes(b"")
+        metrics = {
+            "loss": loss,
+            "hessian_trace": {"value": scale * epoch, "stderr": 0.1 * epoch},
+            "scaled_trace": {"value": scale * epoch / 10, "stderr": 0.01},
+        }
+        write_report(folder / "trajectory" / "reports" / stem, metrics)
+    write_report(folder / "analysis", {"loss": losses[max(losses)], **metrics})
+
+
+def test_runs_meet_at_the_lowest_loss_they_all_reach(tmp_path):
+    make_trajectory(tmp_path / "sgd", {3: 2.0, 6: 1.5, 9: 1.2}, scale=10.0)
+    make_trajectory(tmp_path / "fsgld", {3: 1.8, 6: 1.4, 9: 1.3}, scale=2.0)
+    comparison = compare([tmp_path / "sgd", tmp_path / "fsgld"], matched_loss="auto")
+    matched = comparison.matched
+    assert matched.level == pytest.approx(1.3)  # fSGLD's lowest; SGD passes it
+    sgd, fsgld = matched.points["sgd"], matched.points["fsgld"]
+    weight = (1.5 - 1.3) / (1.5 - 1.2)  # on epoch 9, linear in the loss
+    assert sgd.interpolated and sgd.weight == pytest.approx(weight)
+    assert sgd.epoch == pytest.approx(6 + 3 * weight)
+    rows = dict(comparison.rows)
+    value, error = rows["trace at loss 1.3"][0]
+    assert value == pytest.approx((1 - weight) * 60 + weight * 90)
+    assert error == pytest.approx((1 - weight) * 0.6 + weight * 0.9)  # an upper bound
+    assert not fsgld.interpolated and fsgld.before.epoch == 9
+    assert rows["trace at loss 1.3"][1] == (18.0, pytest.approx(0.9))
+    assert rows["scaled trace at loss 1.3"][1] == (pytest.approx(1.8), 0.01)
+    assert "loss at loss 1.3" not in rows
+    notes = "\n".join(comparison.notes)
+    assert "interpolated between epochs 6 (loss 1.5) and 9 (loss 1.2)" in notes
+    assert "fsgld: checkpoint at epoch 9" in notes and "not metrics.jsonl's running" in notes
+
+
+def test_a_given_loss_level_and_runs_that_cannot_meet_it(tmp_path):
+    make_trajectory(tmp_path / "a", {3: 2.0, 6: 1.5, 9: 1.2}, scale=1.0)
+    make_trajectory(tmp_path / "b", {3: 1.8, 6: 1.4, 9: 1.3}, scale=1.0)
+    exact = compare([tmp_path / "a", tmp_path / "b"], matched_loss=1.5).matched
+    assert not exact.points["a"].interpolated and exact.points["a"].before.epoch == 6
+    assert exact.points["b"].weight == pytest.approx(0.75)  # between 1.8 and 1.4
+    high = compare([tmp_path / "a", tmp_path / "b"], matched_loss=1.9).matched
+    assert "already below the level" in high.points["b"]
+    low = compare([tmp_path / "a", tmp_path / "b"], matched_loss="1.25").matched
+    assert "never reaches the level" in low.points["b"]
+    with pytest.raises(FlatscopeError, match="auto or a finite number"):
+        compare([tmp_path / "a", tmp_path / "b"], matched_loss="lowest")
+    make_run(tmp_path / "bare", 1.0)
+    with pytest.raises(FlatscopeError, match="holds no checkpoints .* --checkpoint-every N"):
+        compare([tmp_path / "a", tmp_path / "bare"], matched_loss="auto")
+    (tmp_path / "bare" / "final.pt").write_bytes(b"")
+    with pytest.raises(FlatscopeError, match="flatscope trajectory .* --every 1"):
+        compare([tmp_path / "a", tmp_path / "bare"], matched_loss="auto")
+
+
+# ------------------------------------------------------------------------ groups
+
+
+def group_report(trace: float, scaled: float, **data) -> dict:
+    header = {**HEADER, "data": {**HEADER["data"], **data}}
+    metrics = {
+        "loss": 1.0,
+        "hessian_trace": {"value": trace, "stderr": 0.01},
+        "scaled_trace": {"value": scaled, "stderr": 0.01},
+    }
+    return {**header, "metrics": metrics}
+
+
+def test_groups_give_per_seed_values_ratios_intervals_and_seed_counts():
+    sharp = [group_report(t, s) for t, s in ((700, 20), (760, 23), (810, 21))]
+    flat = [group_report(t, s) for t, s in ((100, 9), (110, 10), (95, 8))]
+    result = compare(groups={"fsgld": flat, "sgd": sharp})
+    (pair,) = result.pairs
+    tests = {test.measure: test for test in pair.tests}
+    assert set(tests) == {"loss", "trace", "scaled trace"}
+    trace = tests["trace"]
+    assert trace.seeds == (3, 3) and trace.ratio == pytest.approx(305 / 2270)
+    assert trace.interval[0] < trace.ratio < trace.interval[1] < 1
+    assert pair.verdict(trace) == "lower" and pair.verdict(tests["loss"]) == "not established"
+    table = result.table()
+    assert "per-seed values (fsgld: fsgld/report 1, fsgld/report 2" in table
+    assert "fsgld vs sgd: ratio of means over seeds" in table and "3, 3" in table
+    document = result.to_dict()
+    assert document["pairs"][0]["tests"][1]["seeds"] == [3, 3]
+    assert "| trace | 101.7 ± 7.6 | 756.7 ± 55 | 3, 3 |" in result.markdown()
+
+
+def test_groups_on_different_data_or_with_too_few_seeds_get_no_verdict():
+    clean = [group_report(100 + k, 9) for k in range(3)]
+    noisy = [
+        group_report(700 + k, 20, label_noise=f"symmetric:rate=0.4,seed={k}") for k in range(3)
+    ]
+    refused = compare(groups={"a": clean, "b": noisy})
+    assert {pair.verdict(test) for pair in refused.pairs for test in pair.tests} == {"refused"}
+    assert any("label_noise (kind, rate) differs" in note for note in refused.notes)
+    forced = compare(groups={"a": clean, "b": noisy}, force=True)
+    assert forced.pairs[0].verdict(forced.pairs[0].tests[1]) == "lower"
+    other_seeds = [
+        group_report(700 + k, 20, label_noise=f"symmetric:rate=0.2,seed={k}") for k in range(3)
+    ]
+    same_kind = compare(groups={"a": other_seeds, "b": noisy})
+    assert "refused" in {p.verdict(t) for p in same_kind.pairs for t in p.tests}
+    noisy_too = [
+        group_report(100 + k, 9, label_noise=f"symmetric:rate=0.4,seed={k + 3}") for k in range(3)
+    ]
+    seeds_differ = compare(groups={"a": noisy_too, "b": noisy})  # noise seeds may differ
+    assert seeds_differ.pairs[0].verdict(seeds_differ.pairs[0].tests[1]) == "lower"
+    few = compare(groups={"a": clean[:2], "b": noisy}, force=True)
+    assert "at least 3 seeds per side" in few.pairs[0].tests[0].refused
+    with pytest.raises(FlatscopeError, match="matches nothing"):
+        compare(groups={"a": "no-such-run-*", "b": noisy})
+
+
+def langevin_traces(runs: int, seed: int) -> tuple[list[float], list[float]]:
+    """Cheap synthetic training runs: SGLD on ``sum_i a_i w_i^2 / 2 + w_i^4 / 4`` in 8
+    dimensions from random starts; each run's exact final trace ``sum_i (a_i + 3 w_i^2)`` and
+    scaled trace ``sum_i w_i^2 (a_i + 3 w_i^2)``."""
+    generator = torch.Generator().manual_seed(seed)
+    a = torch.linspace(0.5, 4.0, 8, dtype=torch.float64)
+    w = torch.randn(runs, 8, generator=generator, dtype=torch.float64)
+    lr, temperature = 0.02, 0.05
+    for _ in range(200):
+        noise = torch.randn(runs, 8, generator=generator, dtype=torch.float64)
+        w = w - lr * (a * w + w**3) + math.sqrt(2 * lr * temperature) * noise
+    curvature = a + 3 * w**2
+    return curvature.sum(1).tolist(), (w**2 * curvature).sum(1).tolist()
+
+
+def test_same_optimizer_groups_are_declared_different_at_most_at_the_nominal_rate():
+    """Two groups of 3 runs of the same optimizer (other seeds), 400 times: each measure is
+    declared different (Welch, 5%) in at most 5% of trials plus three binomial standard errors
+    (1.1% for 400 trials); a true 30% shift is found most of the time."""
+    trials, n = 400, 3
+    traces, scaled = langevin_traces(trials * 2 * n, seed=0)
+    declared = {"trace": 0, "scaled trace": 0}
+    for k in range(trials):
+        reports = [group_report(traces[i], scaled[i]) for i in range(2 * n * k, 2 * n * (k + 1))]
+        (pair,) = compare(groups={"a": reports[:n], "b": reports[n:]}).pairs
+        for test in pair.tests:
+            if test.measure in declared:
+                declared[test.measure] += pair.verdict(test) != "not established"
+    bound = 0.05 + 3 * math.sqrt(0.05 * 0.95 / trials)
+    for measure, count in declared.items():
+        assert count / trials <= bound, (measure, count / trials)
+    found = 0
+    for k in range(50):
+        reports = [group_report(traces[i], scaled[i]) for i in range(2 * n * k, 2 * n * (k + 1))]
+        shifted = [
+            group_report(1.3 * r["metrics"]["hessian_trace"]["value"], 1) for r in reports[n:]
+        ]
+        (pair,) = compare(groups={"a": reports[:n], "b": shifted}).pairs
+        found += pair.verdict(pair.tests[1]) == "lower"
+    assert found >= 40

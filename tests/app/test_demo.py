@@ -56,7 +56,7 @@ def test_demo_runs_use_the_tuned_protocol():
         "symmetric:0.4",
     )
     assert config.epochs == 7 and config.seed == 4
-    assert {key: getattr(config, key) for key in demo.TUNED["fsgld"]} == demo.TUNED["fsgld"]
+    assert {key: config.to_dict()[key] for key in demo.TUNED["fsgld"]} == demo.TUNED["fsgld"]
     assert demo_config("sam", 0, tuned=False, lr=0.3).lr == 0.3
 
 
@@ -76,6 +76,7 @@ def test_table_and_verdict_state_means_and_spreads():
     verdict = compare(rows)
     assert verdict.startswith("fSGLD reached a lower Hessian trace than SGD (50 ± 14 vs 110 ± 14;")
     assert "on every seed" in verdict and "at equal or better clean test accuracy" in verdict
+    assert "raw trace at each run's last weights" in verdict and "not invariant" in verdict
     rows["fsgld"] = summary("fsgld", [0.70, 0.72], [105.0, 140.0])
     verdict = compare(rows)
     assert "higher Hessian trace" in verdict and "the seed ranges overlap" in verdict

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from flatscope.app.analyze import analyze
-from flatscope.app.verify import verify
+from flatscope.app.verify import verify, verify_groups
 from flatscope.io.report import to_jsonable
 from flatscope.linalg import trace
 from flatscope.metrics.criteria import (
@@ -30,16 +30,19 @@ Z95 = 1.6448536269514722
 
 
 class Quadratic(nn.Module):
-    """Outputs ``0.5 w^T A w`` for every sample: with the mean of the outputs as the loss, the
-    Hessian is ``A`` and the gradient ``A w``."""
+    """Outputs ``0.5 (w - c)^T A (w - c)`` for every sample: with the mean of the outputs as the
+    loss, the Hessian is ``A`` and the gradient ``A (w - c)``; ``w`` starts at ``c`` (the
+    minimum) unless given, ``c = 1`` so that ``D H D = A`` (``D = diag |w|``) there."""
 
     def __init__(self, A: torch.Tensor, w: torch.Tensor | None = None) -> None:
         super().__init__()
         self.register_buffer("A", A)
-        self.w = nn.Parameter(torch.zeros(A.shape[0], dtype=F64) if w is None else w.clone())
+        self.register_buffer("c", torch.ones(A.shape[0], dtype=F64))
+        self.w = nn.Parameter(self.c.clone() if w is None else w.clone())
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return (0.5 * self.w @ self.A @ self.w).expand(inputs.shape[0])
+        x = self.w - self.c
+        return (0.5 * x @ self.A @ x).expand(inputs.shape[0])
 
 
 def mean_output(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -61,7 +64,7 @@ def quadratic_report(A: torch.Tensor, w: torch.Tensor | None = None, **settings)
         Quadratic(A, w),
         mean_output,
         data,
-        ("trace", "eigenvalues"),
+        ("trace", "scaled_trace", "eigenvalues"),
         progress=False,
         figures=False,
         **options,
@@ -95,10 +98,10 @@ def test_positive_definite_quadratic_is_a_minimum():
 
 def test_off_the_minimum_the_gradient_fails_at_its_exact_norm():
     A = with_spectrum(SPECTRUM)
-    w = torch.full((len(SPECTRUM),), 0.5, dtype=F64)
+    w = torch.full((len(SPECTRUM),), 1.5, dtype=F64)
     criterion = verify(quadratic_report(A, w)).criteria[0]
-    exact = float((A @ w).norm())
-    loss = float(0.5 * w @ A @ w)
+    exact = float((A @ (w - 1)).norm())
+    loss = float(0.5 * (w - 1) @ A @ (w - 1))
     assert criterion.numbers["gradient_norm"] == pytest.approx(exact, rel=1e-12)
     assert criterion.numbers["threshold"] == pytest.approx(0.1 * max(loss, 1.0), rel=1e-12)
     assert criterion.status == (PASS if exact <= 0.1 * max(loss, 1) else FAIL) == FAIL
@@ -108,10 +111,11 @@ def test_of_two_quadratics_the_one_with_smaller_trace_is_flatter():
     flat = quadratic_report(with_spectrum(SPECTRUM))
     sharp = quadratic_report(with_spectrum([2 * s for s in SPECTRUM], seed=1))
     forward = verify(flat, {"sharp": sharp})
-    assert [c.status for c in forward.criteria[2:]] == [PASS, PASS]
+    assert [c.name for c in forward.criteria[2:]] == ["trace", "scaled_trace", "top_eigenvalue"]
+    assert [c.status for c in forward.criteria[2:]] == [PASS, PASS, PASS]
     assert forward.exit_code == 0
     backward = verify(sharp, {"flat": flat})
-    assert [c.status for c in backward.criteria[2:]] == [FAIL, FAIL]
+    assert [c.status for c in backward.criteria[2:]] == [FAIL, FAIL, FAIL]
     assert backward.exit_code == 1
 
 
@@ -133,9 +137,10 @@ def test_false_claims_of_flatness_stay_at_the_nominal_rate():
 
 def metrics(**entries) -> dict:
     out = {"loss": 0.5, "gradient_norm": 0.01}
-    if "trace" in entries:
-        value, stderr = entries.pop("trace")
-        out["hessian_trace"] = {"value": value, "stderr": stderr, "method": "hutchpp"}
+    for name, entry in (("trace", "hessian_trace"), ("scaled", "scaled_trace")):
+        if name in entries:
+            value, stderr = entries.pop(name)
+            out[entry] = {"value": value, "stderr": stderr, "method": "hutchpp"}
     for name in ("top", "bottom"):
         if name in entries:
             value, residual = entries.pop(name)
@@ -250,28 +255,58 @@ def test_sharpness_needs_the_same_sigma_and_separated_errors():
 
 
 def test_verdict_holds_only_when_every_criterion_passes():
-    subject = {"metrics": metrics(trace=(10.0, 0.1), top=(1.0, 0.01), bottom=(0.0, 0.01))}
-    sharper = {"metrics": metrics(trace=(20.0, 0.1), top=(2.0, 0.01))}
-    close = {"metrics": metrics(trace=(10.1, 0.1), top=(2.0, 0.01))}
+    subject = {
+        "metrics": metrics(trace=(10.0, 0.1), scaled=(1.0, 0.01), top=(1.0, 0.01), bottom=(0, 0.01))
+    }
+    sharper = {"metrics": metrics(trace=(20.0, 0.1), scaled=(2.0, 0.01), top=(2.0, 0.01))}
+    close = {"metrics": metrics(trace=(10.1, 0.1), scaled=(2.0, 0.01), top=(2.0, 0.01))}
     assert verify(subject, {"sharper": sharper}).exit_code == 0
     verdict = verify(subject, {"sharper": sharper, "close": close})
     assert verdict.exit_code == 1
-    assert [c.reference for c in verdict.criteria[2:]] == ["sharper"] * 2 + ["close"] * 2
+    assert [c.reference for c in verdict.criteria[2:]] == ["sharper"] * 3 + ["close"] * 3
     with_sharpness = verify(subject, [sharper], sharpness=True)
     assert with_sharpness.criteria[-1].status == NOT_ESTABLISHED  # no sharpness measured
     document = json.loads(json.dumps(to_jsonable(verdict.to_dict()), allow_nan=False))
     assert document["holds"] is False
-    assert [c["status"] for c in document["criteria"]] == [
-        PASS,
-        PASS,
-        PASS,
-        PASS,
-        NOT_ESTABLISHED,
-        PASS,
-    ]
+    assert [c["status"] for c in document["criteria"]] == [PASS] * 5 + [NOT_ESTABLISHED, PASS, PASS]
     table = verdict.table()
     for text in ("vs close: trace", "not established", "verdict: the claims do not hold"):
         assert text in table
+
+
+def test_a_flatter_claim_needs_the_scale_invariant_trace_too():
+    """The raw trace is lower but tr(D H D) is not (or was not measured): not established."""
+    subject = {"metrics": metrics(trace=(10.0, 0.1), scaled=(2.0, 0.01), top=(1.0, 0.01))}
+    rescaled = {"metrics": metrics(trace=(20.0, 0.1), scaled=(2.0, 0.01), top=(2.0, 0.01))}
+    verdict = verify(subject, {"r": rescaled})
+    statuses = {c.name: c.status for c in verdict.criteria if c.reference == "r"}
+    assert statuses["trace"] == PASS and statuses["scaled_trace"] == NOT_ESTABLISHED
+    assert verdict.exit_code == 1
+    unmeasured = {"metrics": metrics(trace=(20.0, 0.1), top=(2.0, 0.01))}
+    verdict = verify({"metrics": metrics(trace=(10.0, 0.1), top=(1.0, 0.01))}, {"r": unmeasured})
+    (scaled,) = [c for c in verdict.criteria if c.name == "scaled_trace"]
+    assert scaled.status == NOT_ESTABLISHED and "--metrics ...,scaled_trace" in scaled.detail
+
+
+def test_a_one_checkpoint_verdict_says_it_covers_estimator_noise_only():
+    subject = {"metrics": metrics(trace=(10.0, 0.1), scaled=(1.0, 0.01), top=(1.0, 0.01))}
+    sharper = {"metrics": metrics(trace=(20.0, 0.1), scaled=(2.0, 0.01), top=(2.0, 0.01))}
+    verdict = verify(subject, {"sgd": sharper})
+    assert "estimators' noise only" in verdict.table()
+    assert "estimators' noise only" in verdict.to_dict()["scope"]
+
+
+def test_where_verify_says_not_a_minimum_it_does_not_say_minimum():
+    steep = {"metrics": metrics(gradient_norm=5.0, trace=(10.0, 0.1), scaled=(1.0, 0.01))}
+    steep["metrics"].update(metrics(top=(1.0, 0.01), bottom=(0.5, 0.01)))
+    steep["metrics"]["gradient_norm"] = 5.0
+    sharper = {"metrics": metrics(trace=(20.0, 0.1), scaled=(2.0, 0.01), top=(2.0, 0.01))}
+    verdict = verify(steep, {"sgd": sharper})
+    conclusion = verdict.conclusion()
+    assert conclusion.startswith("not a minimum (gradient failed)")
+    assert "lower than sgd on trace, scaled trace, top eigenvalue" in conclusion
+    assert "minimum" not in conclusion.removeprefix("not a minimum")
+    assert conclusion in verdict.table().splitlines()[-1]
 
 
 def test_reports_of_other_data_are_flagged():
@@ -289,3 +324,53 @@ def test_bad_tolerances_are_refused():
         verify({"metrics": metrics()}, grad_tol=-1.0)
     with pytest.raises(TypeError, match="report"):
         verify({"no": "metrics"})
+
+
+# ------------------------------------------------------------------ groups of runs
+
+
+def run_report(trace: float, scaled: float, top: float, gradient_norm: float = 0.01, **data):
+    document = metrics(trace=(trace, 0.1), scaled=(scaled, 0.01), top=(top, 0.01))
+    document["gradient_norm"] = gradient_norm
+    header = {"data": {"spec": "digits", "num_samples": 64, **data}, "loss": "cross_entropy"}
+    return {**header, "metrics": document}
+
+
+def test_groups_claim_flatter_by_welchs_test_over_seeds():
+    flat = [run_report(t, s, e) for t, s, e in ((100, 9, 12), (110, 10, 14), (95, 8, 13))]
+    sharp = [run_report(t, s, e) for t, s, e in ((700, 20, 90), (760, 23, 80), (810, 21, 95))]
+    verdict = verify_groups(flat, {"sgd": sharp}, name="fsgld")
+    claims = {c.name: c for c in verdict.criteria if c.reference == "sgd"}
+    assert set(claims) == {"trace", "scaled trace", "top eigenvalue 1"}
+    assert {c.status for c in claims.values()} == {PASS}
+    trace_claim = claims["trace"]
+    assert trace_claim.numbers["seeds"] == [3, 3]
+    assert trace_claim.numbers["level"] == pytest.approx(0.9)
+    assert trace_claim.numbers["p_lower"] < 0.05 and trace_claim.numbers["interval"][1] < 1
+    assert "Welch t =" in trace_claim.detail and "Fieller interval" in trace_claim.detail
+    minimum = [c for c in verdict.criteria if c.reference is None]
+    assert [(c.name, c.status) for c in minimum] == [
+        ("gradient", PASS),
+        ("negative_curvature", NOT_ESTABLISHED),  # the runs' reports have no bottom eigenvalue
+    ]
+    assert "Welch's one-sided test over seeds" in verdict.table()
+    backward = verify_groups(sharp, {"fsgld": flat}, name="sgd")
+    assert {c.status for c in backward.criteria if c.reference} == {FAIL}
+
+
+def test_groups_refuse_a_verdict_with_too_few_seeds_or_other_data():
+    flat = [run_report(100 + k, 9, 12) for k in range(3)]
+    sharp = [run_report(700 + k, 20, 90) for k in range(3)]
+    few = verify_groups(flat[:2], {"sgd": sharp})
+    for claim in (c for c in few.criteria if c.reference):
+        assert claim.status == NOT_ESTABLISHED and "at least 3 seeds per side" in claim.detail
+    other = [run_report(700 + k, 20, 90, spec="synthetic") for k in range(3)]
+    refused = verify_groups(flat, {"sgd": other})
+    claims = [c for c in refused.criteria if c.reference]
+    assert all(c.status == NOT_ESTABLISHED and "--force" in c.detail for c in claims)
+    forced = verify_groups(flat, {"sgd": other}, force=True)
+    assert {c.status for c in forced.criteria if c.reference} == {PASS}
+    assert any("forced despite different data: data.spec differs" in n for n in forced.notes)
+    steep = [run_report(100 + k, 9, 12, gradient_norm=1.0 if k else 0.01) for k in range(3)]
+    gradient = verify_groups(steep, {"sgd": sharp}).criteria[0]
+    assert gradient.status == FAIL and gradient.measured == "1 of 3 runs pass"

@@ -381,4 +381,4 @@ def test_every_setting_is_an_option_whose_help_quotes_the_api_default():
         action = options[field.name]
         assert action.default is argparse.SUPPRESS  # the API's default applies
         if field.default is not None:
-            assert action.help.endswith(f"(default {field.default})")
+            assert action.help.endswith(f"default {field.default})")

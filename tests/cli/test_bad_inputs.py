@@ -90,7 +90,7 @@ def root(tmp_path_factory):
     (run / "config.json").write_text('{"config": {"epochs": ')  # cut off
     resumed = root / "resume-bare"
     resumed.mkdir()
-    config = TrainConfig(model=SPEC, epochs=1, optimizer="sgd").to_dict()
+    config = TrainConfig.create(model=SPEC, epochs=1, optimizer="sgd").to_dict()
     (resumed / "config.json").write_text(json.dumps({"config": config}))
     (resumed / "final.pt").write_bytes((root / "bare.pt").read_bytes())
     (root / "analysis").mkdir()

@@ -49,3 +49,61 @@ def test_bad_inputs_exit_two_with_one_line(tmp_path, capsys):
         assert main(["compare", *args]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
+
+
+def write_runs(folder, name: str, traces: list[float]) -> None:
+    for seed, trace in enumerate(traces):
+        run = folder / f"{name}-seed{seed}"
+        run.mkdir()
+        (run / "metrics.jsonl").write_text("")
+        write_report(run / "analysis", trace)
+
+
+def test_groups_print_per_seed_values_and_ratios_over_seeds(tmp_path, capsys):
+    write_runs(tmp_path, "fsgld", [20.0, 22.0, 19.0])
+    write_runs(tmp_path, "sgd", [40.0, 44.0, 41.0])
+    code = main(
+        [
+            "compare",
+            "--group",
+            f"fsgld={tmp_path / 'fsgld-seed*'}",
+            "--group",
+            "sgd",
+            *(str(tmp_path / f"sgd-seed{k}") for k in range(3)),
+        ]
+    )
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (
+        "per-seed values (fsgld: fsgld-seed0, fsgld-seed1, fsgld-seed2; sgd: "
+        "sgd-seed0, sgd-seed1, sgd-seed2)"
+    )
+    seeds, pair = [line.split() for line in lines if line.startswith("trace ")]
+    assert seeds[1:] == ["20", "±", "0.5", "22", "±", "0.5", "19", "±", "0.5"] + [
+        "40",
+        "±",
+        "0.5",
+        "44",
+        "±",
+        "0.5",
+        "41",
+        "±",
+        "0.5",
+    ]
+    trace = " ".join(pair)
+    assert trace.split()[1:4] == ["20.33", "±", "1.5"] and "3, 3" in trace
+    assert trace.split()[-1] == "lower" and "0.488" in trace  # 61 / 125
+
+
+def test_bad_groups_exit_two_with_one_line(tmp_path, capsys):
+    a = write_report(tmp_path / "a", 4.0)
+    for args, message in (
+        (["--group", "x=nothing*", "--group", "y", a], "'nothing*' matches nothing"),
+        (["--group", "x", a], "at least two groups"),
+        (["--group", "x", a, "--group", "x", a], "same name"),
+        ([a, "--group", "x", a, "--group", "y", a], "not both"),
+        ([a, a, "--matched-loss", "auto"], "needs run directories"),
+    ):
+        assert main(["compare", *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1

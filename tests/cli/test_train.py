@@ -37,7 +37,7 @@ def test_resume_flag_continues_the_run(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--optimizer", "adam"], "unknown optimizer 'adam'; choose one of sgd, sgld, fsgld, sam"),
+        (["--optimizer", "adam"], "unknown optimizer 'adam'; choose one of sgd, sam, fsgld, sgld"),
         (["--label-noise", "symmetric:1.5"], "label noise rate must lie in [0, 1), got 1.5"),
         (["--label-noise", "uniform:0.2"], "unknown label noise 'uniform'"),
         (["--schedule", "steps"], "unknown schedule 'steps'"),
@@ -87,3 +87,36 @@ def test_analyze_uses_the_noisy_labels_and_loss_the_run_trained_on(tmp_path, cap
     assert not torch.equal(noisy.labels, clean.labels)
     expected = analyze(model, extra["loss"], noisy, "trace", num_matvecs=4, progress=False)
     assert reported == expected.metrics["loss"]
+
+
+def test_resume_reads_the_saved_configuration(tmp_path, capsys):
+    out = tmp_path / "run"
+    first = ["train", "--optimizer", "sam", "--rho", "0.1", "--checkpoint-every", "1"]
+    assert (
+        main([*first, "--model", "mlp:hidden=4", "--epochs", "2", "--quiet", "--out", str(out)])
+        == 0
+    )
+    whole = load_checkpoint(out / "final.pt").state_dict
+    (out / "final.pt").unlink()  # as if killed after the first epoch's checkpoint
+    lines = (out / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (out / "metrics.jsonl").write_text(lines[0])
+    assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
+    resumed = load_checkpoint(out / "final.pt").state_dict
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--rho", "0.2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--rho 0.2 (the run has 0.1)" in err and err.count("\n") == 1
+
+
+def test_resume_takes_no_code_from_the_configuration_file(tmp_path, capsys):
+    out = tmp_path / "run"
+    marker = tmp_path / "MARKER"
+    assert main(["train", *TINY, "--epochs", "1", "--optimizer", "sgd", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    config["config"]["model"] = f"os.path:os.system:touch {marker}"
+    (out / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 2
+    assert "--trust-specs" in capsys.readouterr().err
+    assert not marker.exists()

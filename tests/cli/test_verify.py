@@ -30,6 +30,8 @@ def write_report(path, trace, top, bottom=None, gradient_norm=0.01) -> str:
     report.set_metric("loss", 0.5, 0.0)
     report.set_metric("gradient_norm", gradient_norm, 0.0)
     report.set_metric("hessian_trace", {"value": trace[0], "stderr": trace[1]}, 0.0)
+    scaled = {"value": trace[0] / 10, "stderr": trace[1] / 10}
+    report.set_metric("scaled_trace", scaled, 0.0)
     report.set_metric("top_eigenvalues", {"values": [top[0]], "residuals": [top[1]]}, 0.0)
     if bottom is not None:
         report.set_metric(
@@ -120,6 +122,8 @@ def test_checkpoint_is_analysed_as_analyze_does_and_is_not_flatter_than_itself(t
     assert by_name["trace"]["status"] == "not established"
     assert by_name["trace"]["numbers"]["z"] == 0.0
     assert by_name["top_eigenvalue"]["status"] == "not established"
+    assert by_name["scaled_trace"]["status"] == "not established"
+    assert by_name["scaled_trace"]["numbers"]["z"] == 0.0
 
     out = tmp_path / "analysis"
     analyze_args = [checkpoint, "--metrics", "trace,eigenvalues", "--top-k", "1", "--bottom-k", "1"]
@@ -131,3 +135,53 @@ def test_checkpoint_is_analysed_as_analyze_does_and_is_not_flatter_than_itself(t
     low, high = by_name["negative_curvature"]["numbers"]["lambda_min"]
     bottom = report["bottom_eigenvalues"]
     assert high == bottom["values"][0] and low == high - bottom["residuals"][0]
+
+
+def test_a_checkpoint_verdict_states_its_scope(reports, capsys):
+    assert main(["verify", reports["flat"], "--reference", reports["sharp"]]) == 0
+    out = capsys.readouterr().out
+    assert "scope: single checkpoints: each 'vs' test covers the estimators' noise only" in out
+    assert "verdict: every claim holds: a minimum; lower than" in out
+
+
+def write_runs(folder, name: str, traces: list[float], **header) -> None:
+    for seed, trace in enumerate(traces):
+        run = folder / f"{name}-seed{seed}"
+        run.mkdir(parents=True)
+        (run / "metrics.jsonl").write_text("")
+        (run / "analysis").mkdir()
+        write_report(run / "analysis" / "report.json", (trace, 0.2), (trace / 10, 0.01))
+        if header:
+            document = json.loads((run / "analysis" / "report.json").read_text())
+            document["data"].update(header)
+            (run / "analysis" / "report.json").write_text(json.dumps(document))
+
+
+def test_groups_of_runs_are_verified_over_seeds(tmp_path, capsys):
+    write_runs(tmp_path, "fsgld", [100.0, 110.0, 95.0])
+    write_runs(tmp_path, "sgd", [700.0, 760.0, 810.0])
+    fsgld, sgd = str(tmp_path / "fsgld-seed*"), str(tmp_path / "sgd-seed*")
+    code = main(["verify", "--group", f"fsgld={fsgld}", "--reference-group", f"sgd={sgd}"])
+    out = capsys.readouterr().out
+    assert code == 1  # the runs' reports have no bottom eigenvalue: no minimum established
+    assert "vs sgd: trace" in out and "vs sgd: scaled trace" in out and "(3 seeds)" in out
+    assert "scope: groups of runs: each 'vs' test is Welch's one-sided test over seeds" in out
+    two = [str(tmp_path / f"fsgld-seed{k}") for k in range(2)]
+    assert main(["verify", "--group", "fsgld", *two, "--reference-group", f"sgd={sgd}"]) == 1
+    assert "needs at least 3 seeds per side" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--group", "a=x*"], "needs --group and at least one --reference-group"),
+        (["--group", "a", "--reference-group", "b=y"], "give NAME=RUN_OR_GLOB"),
+        (["model.pt", "--reference-group", "b=y"], "not both"),
+        (["--group", "a=nothing-*", "--reference-group", "b=y"], "matches nothing"),
+    ],
+)
+def test_bad_groups_exit_two_with_one_line(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["verify", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

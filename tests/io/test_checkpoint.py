@@ -428,6 +428,83 @@ def test_non_finite_weights_are_refused(source, bad):
         apply_state_dict(TinyNet(), state)
 
 
+# ------------------------------------------- save_pretrained folders and tied parameters
+
+
+class TiedLM(nn.Module):
+    """An embedding and an output layer that share one weight, as language models tie them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(5, 3)
+        self.head = nn.Linear(3, 5, bias=False)
+        self.head.weight = self.embed.weight
+
+
+def test_a_tied_name_may_be_missing_when_its_partner_is_present(tmp_path):
+    """safetensors stores a shared tensor once; the missing alias takes the present weight."""
+    from safetensors.torch import save_model
+
+    source = TiedLM()
+    save_model(source, str(tmp_path / "model.safetensors"))
+    loaded = load_checkpoint(tmp_path / "model.safetensors")
+    assert len(loaded.state_dict) == 1  # one of the two tied names
+    target = TiedLM()
+    apply_state_dict(target, loaded.state_dict)
+    assert torch.equal(target.embed.weight, source.embed.weight)
+    assert target.head.weight is target.embed.weight
+
+
+def test_an_untied_missing_key_is_still_refused():
+    model = TinyNet()
+    state = {k: v for k, v in model.state_dict().items() if k != "fc.weight"}
+    with pytest.raises(CheckpointError, match="1 missing key \\(fc.weight\\)"):
+        apply_state_dict(TinyNet(), state)
+
+
+def test_a_sharded_folder_is_one_checkpoint(tmp_path):
+    """Shards listed by model.safetensors.index.json, as save_pretrained writes them."""
+    import json
+
+    from safetensors.torch import save_file
+
+    state = random_model(3).state_dict()
+    names = list(state)
+    shards = {
+        "model-00001-of-00002.safetensors": names[:3],
+        "model-00002-of-00002.safetensors": names[3:],
+    }
+    for file, keys in shards.items():
+        save_file({k: state[k].contiguous() for k in keys}, str(tmp_path / file))
+    weight_map = {k: file for file, keys in shards.items() for k in keys}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    (tmp_path / "config.json").write_text("{}")
+    loaded = load_checkpoint(tmp_path)
+    assert loaded.layout == "safetensors-folder"
+    assert loaded.metadata["files"] == sorted(shards)
+    lines = "".join(
+        f"{file} {hashlib.sha256((tmp_path / file).read_bytes()).hexdigest()}\n"
+        for file in sorted(shards)
+    )
+    assert loaded.sha256 == hashlib.sha256(lines.encode()).hexdigest()
+    model = TinyNet()
+    apply_state_dict(model, loaded.state_dict)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, state[name])
+
+    (tmp_path / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="lacks shards its index lists"):
+        load_checkpoint(tmp_path)
+
+
+def test_a_folder_without_save_pretrained_weights_is_not_a_checkpoint(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "weights.safetensors"))
+    with pytest.raises(CheckpointError, match="is a directory, not a checkpoint file"):
+        load_checkpoint(tmp_path)
+
+
 def test_integer_tensors_for_floating_parameters_are_refused(source):
     state = {name: tensor.clone() for name, tensor in source.state_dict().items()}
     state["conv.weight"] = state["conv.weight"].round().to(torch.int64)  # mostly zeros

@@ -36,7 +36,7 @@ TRACE = {
 def test_new_report_has_every_required_field(tmp_path):
     report = Report.new(make_header(), tmp_path / "report.json")
     document = json.loads((tmp_path / "report.json").read_text())
-    assert document["schema"] == REPORT_SCHEMA == "flatscope.report/1"
+    assert document["schema"] == REPORT_SCHEMA == "flatscope.report/1.1"
     assert document["settings"]["dtype"] == "float64"
     assert document["environment"]["device"] == "cpu"
     assert document["environment"]["torch"] == torch.__version__
@@ -171,8 +171,9 @@ def test_load_validates_json_schema_and_fields(tmp_path, edit, message):
 
 
 def test_load_accepts_minor_versions_of_the_same_major(tmp_path):
-    path = write_json(tmp_path, {**valid_document(), "schema": "flatscope.report/1.3"})
-    assert Report.load(path).path == path
+    for schema in ("flatscope.report/1", "flatscope.report/1.3"):  # older and newer minors
+        path = write_json(tmp_path, {**valid_document(), "schema": schema})
+        assert Report.load(path).path == path
 
 
 def test_load_missing_file_and_directory(tmp_path):

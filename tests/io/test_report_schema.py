@@ -52,6 +52,11 @@ def document(**changes):
         ({"timings__loss": "fast"}, "timings.loss is 'fast', not a number"),
         ({"model": 3}, "model is 3, not a string"),
         ({"data__num_samples": 2.5}, "data.num_samples is 2.5, not a count"),
+        ({"metrics__scaled_trace": {"value": "NaN"}}, "metrics.scaled_trace.value is 'NaN'"),
+        ({"metrics__scaled_top_eigenvalue": {"values": [1.0]}}, "lacks residuals"),
+        ({"metrics__adaptive_sharpness": {"average": {"value": 0.1}}}, "lacks worst_case"),
+        ({"data__labels_sha256": 7}, "data.labels_sha256 is 7, not a string"),
+        ({"data__split_size": -1}, "data.split_size is -1, not a count"),
     ],
 )  # fmt: skip
 def test_malformed_reports_are_refused_on_load(tmp_path, changes, message):

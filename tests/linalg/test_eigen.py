@@ -94,6 +94,40 @@ def test_same_seed_same_numbers(matrix):
     assert torch.equal(a.values, b.values) and a.num_matvecs == b.num_matvecs
 
 
+@pytest.mark.parametrize("block_size", [1, 2])
+def test_result_keeps_the_search_space_and_its_products(matrix, block_size):
+    op = DenseOperator(matrix)
+    result = la.eigenvalues(op, k=3, tol=1e-6, block_size=block_size)
+    basis, products = result.basis, result.products
+    n = basis.shape[1]
+    assert 3 <= n <= op.num_matvecs
+    torch.testing.assert_close(basis.mT @ basis, torch.eye(n, dtype=F64), rtol=0, atol=1e-12)
+    torch.testing.assert_close(products, matrix @ basis, rtol=0, atol=1e-10)
+    torch.testing.assert_close(result.vectors, basis[:, :3], rtol=0, atol=0)
+    assert result.to_dict()["block_size"] == block_size
+
+
+def test_min_subspace_grows_a_nested_krylov_space_so_ritz_values_only_improve(matrix):
+    exact = torch.linalg.eigvalsh(matrix).flip(0)[:2]
+    small = la.eigenvalues(matrix, k=2, tol=1e-3, seed=4)
+    large = la.eigenvalues(matrix, k=2, tol=1e-3, seed=4, min_subspace=40)
+    assert small.basis.shape[1] < 40 == large.basis.shape[1] == large.num_matvecs
+    # Krylov spaces from one start vector are nested: the largest Ritz values increase
+    # towards the eigenvalues (Cauchy interlacing).
+    assert bool((small.values <= large.values + 1e-12).all())
+    assert bool((large.values <= exact + 1e-10).all())
+
+
+@pytest.mark.parametrize("method", ["scipy", "power_iteration"])
+def test_other_methods_keep_their_vectors_and_products(matrix, method):
+    if method == "scipy":
+        result = la.eigenvalues(matrix, k=2, method="scipy")
+    else:
+        result = la.power_iteration(matrix, k=2, tol=1e-6, max_iter=300)
+    torch.testing.assert_close(result.basis, result.vectors, rtol=0, atol=0)
+    torch.testing.assert_close(result.products, matrix @ result.vectors, rtol=0, atol=1e-10)
+
+
 def test_json_and_errors(matrix):
     result = la.eigenvalues(matrix, k=2)
     assert json.loads(json.dumps(result.to_dict()))["values"] == result.values.tolist()

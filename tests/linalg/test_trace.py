@@ -6,10 +6,12 @@ import json
 import math
 
 import pytest
+import scipy.stats
 import torch
 
 import flatscope.linalg as la
-from flatscope.linalg._common import probes, seeded_generator
+from flatscope.linalg._common import probes, seeded_generator, stream_seed
+from flatscope.linalg.trace import DEFLATION_STREAM
 from flatscope.operators import DenseOperator
 from tests.linalg._spectra import F64, network_like, planted
 
@@ -67,13 +69,23 @@ def _direct_xtrace(A: torch.Tensor, Omega: torch.Tensor, improved: bool) -> torc
 
 
 @pytest.mark.parametrize("probe", ["rademacher", "sphere"])
-def test_xtrace_matches_a_direct_leave_one_out_computation(probe):
+def test_xtrace_matches_a_direct_leave_one_out_computation_and_jackknife(probe):
     A = planted(torch.linspace(-2, 5, 12), seed=3)
     est = la.xtrace(A, num_matvecs=8, seed=7, probe=probe)
     Omega = probes(seeded_generator(7), 12, 4, probe, F64, A.device)
-    samples = _direct_xtrace(A, Omega, improved=probe == "sphere")
+    improved = probe == "sphere"
+    samples = _direct_xtrace(A, Omega, improved)
     assert est.value == pytest.approx(float(samples.mean()), rel=1e-10)
-    assert est.stderr == pytest.approx(float(samples.std() / 2), rel=1e-8)
+    # 4 probes, 4 groups: the delete-one jackknife of XTrace, each replicate recomputed directly
+    replicates = torch.stack(
+        [
+            _direct_xtrace(A, Omega[:, [j for j in range(4) if j != g]], improved).mean()
+            for g in range(4)
+        ]
+    )
+    jackknife = 3 / 4 * float((replicates - replicates.mean()).square().sum())
+    t_over_z = scipy.stats.t.ppf(0.975, 3) / scipy.stats.norm.ppf(0.975)
+    assert est.stderr == pytest.approx(math.sqrt(jackknife) * t_over_z, rel=1e-8)
 
 
 def test_hutchpp_and_na_hutchpp_match_their_formulas():
@@ -156,3 +168,82 @@ def test_bad_input_raises_one_line_errors(matrix):
         la.trace(matrix.numpy())
     with pytest.raises(TypeError, match="seed must be an integer"):
         la.trace(matrix, seed=1.5)
+
+
+@pytest.mark.parametrize("probe", ["rademacher", "gaussian"])
+def test_hutchinson_variance_estimate_is_unbiased(matrix, probe):
+    # Var of one quadratic form: 2 (||A||_F^2 - sum_i A_ii^2) (Rademacher), 2 ||A||_F^2 (Gaussian)
+    frobenius = float(matrix.square().sum())
+    if probe == "rademacher":
+        frobenius -= float(matrix.diagonal().square().sum())
+    exact = 2 * frobenius / 20
+    estimates = torch.tensor(
+        [la.hutchinson(matrix, 20, seed=s, probe=probe).stderr ** 2 for s in range(200)]
+    )
+    assert abs(float(estimates.mean()) - exact) <= 3 * float(estimates.std()) / math.sqrt(200)
+
+
+def _exact_pairs(A: torch.Tensor, k: int) -> la.EigenResult:
+    values, vectors = torch.linalg.eigh(A)
+    values, vectors = values.flip(0)[:k], vectors.flip(1)[:, :k]
+    zeros = torch.zeros(k, dtype=F64)
+    return la.EigenResult(values, vectors, zeros, 0, True, "exact", 1, vectors, A @ vectors)
+
+
+def test_deflation_by_exact_pairs_adds_their_block_weights_exactly(matrix):
+    pairs = _exact_pairs(matrix, 5)
+    op = DenseOperator(matrix, blocks=BLOCKS)
+    est = la.trace(op, "hutchinson", 40, seed=0, deflate=pairs)
+    # the deflated operator: (I - QQ^T) A (I - QQ^T) = A - Q diag(lambda) Q^T
+    Q = pairs.vectors
+    rest = matrix - (Q * pairs.values) @ Q.mT
+    seed = stream_seed(0, DEFLATION_STREAM)
+    plain = la.trace(DenseOperator(rest, blocks=BLOCKS), "hutchinson", 40, seed=seed)
+    assert est.value == pytest.approx(float(pairs.values.sum()) + plain.value, rel=1e-12)
+    assert est.stderr == pytest.approx(plain.stderr, rel=1e-10)
+    assert est.deflation_rank == 5 and est.num_matvecs == op.num_matvecs == 40
+    for name, block in BLOCKS.items():
+        weight = float((pairs.values * Q[block].square().sum(0)).sum())
+        value, stderr = est.per_block[name]
+        assert value == pytest.approx(weight + plain.per_block[name][0], rel=1e-10, abs=1e-12)
+        assert stderr == pytest.approx(plain.per_block[name][1], rel=1e-10)
+
+
+@pytest.mark.parametrize("method", ["hutchinson", "hutchpp", "xtrace"])
+def test_deflated_error_bars_cover_with_inexact_ritz_pairs(matrix, method):
+    exact = float(matrix.trace())
+    covered = 0
+    for seed in range(100):
+        pairs = la.eigenvalues(matrix, k=3, tol=1e-2, seed=seed)  # loose: inexact Ritz pairs
+        est = la.trace(matrix, method, 30, seed=seed, deflate=pairs)
+        covered += abs(est.value - exact) <= 3 * est.stderr
+    assert covered >= 95
+
+
+def test_deflating_the_outliers_cuts_the_error_below_the_plain_estimate(matrix):
+    exact = float(matrix.trace())
+    pairs = la.eigenvalues(matrix, k=5, tol=1e-6)
+
+    def rms(deflate) -> float:
+        errors = [
+            la.trace(matrix, "hutchinson", 50, seed=s, deflate=deflate).value - exact
+            for s in range(30)
+        ]
+        return math.sqrt(sum(e * e for e in errors) / len(errors))
+
+    assert rms(pairs) < 0.2 * rms(None)
+
+
+def test_deflation_that_spans_the_range_is_exact():
+    generator = torch.Generator().manual_seed(1)
+    U = torch.linalg.qr(torch.randn(40, 3, generator=generator, dtype=F64)).Q
+    A = U @ torch.diag(torch.tensor([5.0, -2.0, 1.0], dtype=F64)) @ U.mT
+    pairs = la.eigenvalues(A, k=3, tol=1e-10)
+    est = la.trace(A, "hutchpp", 12, deflate=pairs)
+    assert est.value == pytest.approx(4.0, abs=1e-10) and est.stderr < 1e-10
+
+
+def test_deflation_basis_must_fit_the_operator(matrix):
+    pairs = _exact_pairs(torch.eye(10, dtype=F64), 2)
+    with pytest.raises(ValueError, match="does not fit an operator"):
+        la.trace(matrix, deflate=pairs)

@@ -26,7 +26,7 @@ def test_every_metric_module_is_registered_in_order():
 
 
 def test_defaults_and_all():
-    assert default_metrics() == ("trace", "eigenvalues", "density")
+    assert default_metrics() == ("trace", "scaled_trace", "eigenvalues", "density")
     assert "loss" not in parse_metrics("all")
     assert parse_metrics("density, trace,trace") == ("trace", "density")
 

@@ -81,7 +81,7 @@ def test_canonical_specs_write_defaults_out():
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ("hinge", "unknown loss 'hinge'; choose one of cross_entropy, mse"),
+        ("hinge", "unknown loss 'hinge'; choose one of causal_lm, cross_entropy, mse"),
         ("no_such.module:loss", "cannot import module 'no_such.module'"),
         ("torch.nn:NoSuchLoss", "has no attribute 'NoSuchLoss'"),
         ("json.decoder:JSONDecoder:strict=true", "built a JSONDecoder, not a callable"),

@@ -23,7 +23,7 @@ FORWARD_CASES = [
 
 def test_forward_cases_cover_every_registered_model():
     covered = {spec.split(":")[0] for spec, _, _ in FORWARD_CASES}
-    assert covered == set(MODELS.names())
+    assert covered | {"hf"} == set(MODELS.names())  # hf needs a folder: tests/models/test_hf.py
 
 
 @pytest.mark.parametrize(("spec", "shape", "classes"), FORWARD_CASES)
@@ -97,13 +97,13 @@ def test_import_spec_builds_a_user_module():
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("vit", "unknown model 'vit'; choose one of cnn, linear, mlp, resnet18, resnet34"),
+        ("vit", "unknown model 'vit'; choose one of cnn, hf, linear, mlp, resnet18, resnet34"),
         ("mlp:activation=swish", "unknown activation 'swish'"),
         ("cnn:width=0", "width must be a positive integer"),
         ("mlp:depth=-1", "depth must be 0 or more"),
         ("resnet18:depth=3", "unexpected keyword"),
         ("vit:hidden=3", "unknown model 'vit'.*or an import spec 'module:factory'"),
-        ("no_such_module:make", "no module 'no_such_module'.*not a model name \\(cnn, linear"),
+        ("no_such_module:make", "no module 'no_such_module'.*not a model name \\(cnn, hf, linear"),
         ("collections:OrderedDict", "returned a OrderedDict, not a torch.nn.Module"),
         ("collections.abc:Sized", "calling collections.abc:Sized failed: TypeError"),
     ],

@@ -14,7 +14,7 @@ TINY = {"model": "mlp:hidden=4", "data": "digits", "batch_size": 128, "lr": 0.05
 
 
 def config(**changes) -> TrainConfig:
-    return TrainConfig(**{**TINY, **changes})
+    return TrainConfig.create(**{**TINY, **changes})
 
 
 def without_seconds(metrics):
@@ -161,7 +161,7 @@ def test_make_optimizer_passes_the_hyperparameters():
     params = list(torch.nn.Linear(2, 2).parameters())
     kinds = {"sgd": torch.optim.SGD, "sgld": SGLD, "fsgld": FSGLD, "sam": SAM}
     for name, kind in kinds.items():
-        optimizer = make_optimizer(config(optimizer=name, lr=0.3, rho=0.2, beta_inv=1e-6), params)
+        optimizer = make_optimizer(config(optimizer=name, lr=0.3), params)
         assert type(optimizer) is kind
         group = optimizer.param_groups[0]
         assert group["lr"] == 0.3 and group["momentum"] == 0.9 and group["weight_decay"] == 5e-4
@@ -189,3 +189,24 @@ def test_bad_configurations_say_what_to_change(changes, message):
 def test_model_that_does_not_fit_the_data(tmp_path):
     with pytest.raises(TrainingError, match="has 10 classes; set the model's num_classes=10"):
         train(config(model="mlp:num_classes=3"), tmp_path)
+
+
+def test_a_configuration_holds_its_optimizers_hyperparameters_only():
+    sam = config(optimizer="sam", rho=0.2, epochs=3)
+    flat = sam.to_dict()
+    assert flat["rho"] == 0.2 and flat["epochs"] == 3 and flat["optimizer"] == "sam"
+    assert "beta_inv" not in flat and "sigma" not in flat
+    assert TrainConfig.from_dict(flat) == sam
+    with pytest.raises(TrainingError, match="rho: not a hyper-parameter of fsgld"):
+        config(optimizer="fsgld", rho=0.2)
+
+
+def test_configurations_of_earlier_versions_are_read():
+    """Earlier config.json files list every optimizer's hyper-parameters and no BatchNorm
+    choice: the foreign ones are dropped and the statistics were the running ones."""
+    old = {**config(optimizer="sgd").to_dict(), "rho": 0.05, "beta_inv": 1e-8, "sigma": None}
+    del old["batchnorm"]
+    read = TrainConfig.from_dict(old)
+    assert read.optimizer == "sgd" and read.batchnorm == "running"
+    with pytest.raises(TrainingError, match="not a run configuration"):
+        TrainConfig.from_dict({**old, "flavour": "vanilla"})

@@ -20,13 +20,13 @@ CASES = {
 
 
 def _worker(rank: int, name: str, root: str) -> None:
-    result = train(TrainConfig(**TINY, **CASES[name]), f"{root}/run")
+    result = train(TrainConfig.create(**TINY, **CASES[name]), f"{root}/run")
     torch.save([p.detach() for p in result.model.parameters()], f"{root}/params.{rank}")
 
 
 @pytest.mark.parametrize("name, world", [("fsgld", 2), ("sam", 2), ("fsgld", 3)])
 def test_ranks_stay_identical_and_match_one_process(name, world, tmp_path):
-    single = train(TrainConfig(**TINY, **CASES[name]), tmp_path / "single")
+    single = train(TrainConfig.create(**TINY, **CASES[name]), tmp_path / "single")
     root = tmp_path / "ddp"
     root.mkdir()
     run_on_gloo(_worker, world, name, str(root))
