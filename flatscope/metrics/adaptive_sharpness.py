@@ -74,27 +74,18 @@ class AdaptiveSharpnessMetric(SharpnessMetric):
     def compute(self, entry: str, context: AnalysisContext) -> dict[str, Any]:
         s = context.settings
         scaled = SCALED_TRACE.compute(SCALED_TRACE.entries[0], context)
-        common = {"seed": s.seed, "params": s.params, "device": s.device, "dtype": s.torch_dtype}
-        model, loss_fn, batches = context.model, context.loss_fn, context.batches
+        objective = context.operator.objective
         with Progress("adaptive sharpness", None, unit="", enabled=context.progress):
             average = average_sharpness(
-                model,
-                loss_fn,
-                batches,
+                objective,
                 s.adaptive_sigma,
                 num_samples=SHARPNESS_SAMPLES,
                 adaptive=True,
                 trace_matvecs=0,
-                **common,
+                seed=s.seed,
             )
             worst = worst_case_sharpness(
-                model,
-                loss_fn,
-                batches,
-                s.adaptive_rho,
-                adaptive=True,
-                steps=SHARPNESS_STEPS,
-                **common,
+                objective, s.adaptive_rho, adaptive=True, steps=SHARPNESS_STEPS, seed=s.seed
             )
         second = _second_order(s.adaptive_sigma, scaled)
         return {"average": {**average.to_dict(), **second}, "worst_case": worst.to_dict()}
