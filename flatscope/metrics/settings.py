@@ -18,6 +18,7 @@ from flatscope.linalg.trace import METHODS
 
 __all__ = [
     "COMMON_SETTINGS",
+    "CURVATURES",
     "DTYPES",
     "MAX_MATVECS",
     "TRACE_MIN_MATVECS",
@@ -28,8 +29,10 @@ __all__ = [
 ]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: The curvature matrices an analysis can measure (:mod:`flatscope.operators`).
+CURVATURES = ("hessian", "ggn", "fisher")
 #: Settings every analysis reads; the others belong to the metrics that read them.
-COMMON_SETTINGS = ("seed", "dtype", "device", "params")
+COMMON_SETTINGS = ("seed", "dtype", "device", "params", "curvature")
 #: The fewest products each trace method accepts: Hutch++ splits its budget in thirds,
 #: NA-Hutch++ in sixths and thirds, XTrace in halves; a standard error needs two samples.
 TRACE_MIN_MATVECS = {"hutchinson": 2, "hutchpp": 4, "na_hutchpp": 6, "xtrace": 4}
@@ -59,6 +62,8 @@ class AnalysisSettings:
         dtype: ``"float32"`` or ``"float64"``, the dtype of every Hessian product.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...; ``None`` for the model's device.
         params: parameter names or globs to analyse (``None``: all trainable parameters).
+        curvature: the matrix every product multiplies: ``"hessian"``, ``"ggn"`` (the
+            generalized Gauss-Newton matrix) or ``"fisher"`` (the empirical Fisher).
         trace_method: a method of :func:`flatscope.linalg.trace`.
         num_matvecs: Hessian-vector products of the trace and the diagonal estimates.
         top_k, bottom_k: how many largest and most negative eigenvalues to find.
@@ -81,6 +86,12 @@ class AnalysisSettings:
         "analyse only these parameters (names or globs such as 'fc.*')",
         nargs="+",
         metavar="GLOB",
+    )
+    curvature: str = _field(
+        "hessian",
+        "the matrix every product multiplies: the Hessian, the generalized Gauss-Newton matrix "
+        "J^T H_out J, or the empirical Fisher (mean of per-sample gradient outer products)",
+        choices=CURVATURES,
     )
     trace_method: str = _field("hutchpp", "trace estimator", choices=tuple(METHODS))
     num_matvecs: int = _field(

@@ -43,7 +43,7 @@ OutputHessian = Callable[
     [torch.Tensor, torch.Tensor], Callable[[torch.Tensor], torch.Tensor]
 ]
 DEFAULT_CHUNK_ROWS = 1024
-IGNORE_INDEX = -100  # the causal-LM loss's padding label (flatscope.models.causal_lm)
+IGNORE_INDEX = -100  # the ignored label of cross_entropy and causal_lm (PyTorch's default)
 
 
 def autograd_output_hessian(loss_fn: LossFn) -> OutputHessian:
@@ -91,20 +91,35 @@ def _check_chunk(chunk_rows: int) -> None:
 
 
 def cross_entropy_output_hessian(chunk_rows: int = DEFAULT_CHUNK_ROWS) -> OutputHessian:
-    """Closed-form ``H_out U`` of the batch-mean softmax cross-entropy of logits ``(B, C)``
-    (``torch.nn.functional.cross_entropy``, any targets and label smoothing): ``w_r = 1 / B``."""
+    """Closed-form ``H_out U`` of ``torch.nn.functional.cross_entropy`` with its defaults (mean
+    reduction, ignore index -100) and any label smoothing: logits ``(B, C)`` or ``(B, C, d1,
+    ...)``, each position a row over the classes of axis 1. With class probabilities as targets
+    every row weighs ``1 / rows``; with class indices the rows labelled -100 weigh nothing and
+    the others ``1 / (rows not ignored)``."""
     _check_chunk(chunk_rows)
 
     def prepare(
         outputs: torch.Tensor, targets: torch.Tensor
     ) -> Callable[[torch.Tensor], torch.Tensor]:
-        if outputs.ndim != 2:
+        if outputs.ndim < 2:
             raise ValueError(
-                f"the cross-entropy output Hessian needs logits (B, C), got {tuple(outputs.shape)}"
+                f"the cross-entropy output Hessian needs logits (B, C, ...), got {tuple(outputs.shape)}"
             )
-        logits = outputs.detach()
-        weights = logits.new_full((logits.shape[0],), 1.0 / logits.shape[0])
-        return lambda U: _softmax_rows(logits, weights, U, chunk_rows)
+        logits = outputs.detach().movedim(1, -1)
+        shape = logits.shape
+        logits = logits.reshape(-1, shape[-1])
+        if targets.is_floating_point():
+            kept = torch.ones(logits.shape[0], dtype=logits.dtype, device=logits.device)
+        else:
+            kept = (targets.reshape(-1) != IGNORE_INDEX).to(logits.dtype)
+        weights = kept / kept.sum()
+
+        def apply(U: torch.Tensor) -> torch.Tensor:
+            rows = U.movedim(2, -1).reshape(U.shape[0], -1, shape[-1])
+            out = _softmax_rows(logits, weights, rows, chunk_rows)
+            return out.view(U.shape[0], *shape).movedim(-1, 2)
+
+        return apply
 
     return prepare
 

@@ -144,6 +144,16 @@ def test_cross_entropy_closed_form_matches_autograd(label_smoothing, probabiliti
     torch.testing.assert_close(closed, _dense_output_hessian(loss_fn, z, y), rtol=1e-12, atol=1e-14)
 
 
+def test_cross_entropy_closed_form_over_positions_with_ignored_labels():
+    g = torch.Generator().manual_seed(7)
+    z = torch.randn(3, 4, 2, dtype=F64, generator=g)  # (B, C, positions)
+    y = torch.randint(0, 4, (3, 2), generator=g)
+    y[0, 1] = -100
+    loss_fn = cross_entropy()
+    closed = _closed_form_dense(cross_entropy_output_hessian(chunk_rows=4), z, y, 4)
+    torch.testing.assert_close(closed, _dense_output_hessian(loss_fn, z, y), rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize("reduction", ["token", "sequence"])
 def test_causal_lm_closed_form_matches_autograd_with_padding(reduction):
     g = torch.Generator().manual_seed(4)
