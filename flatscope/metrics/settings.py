@@ -74,6 +74,7 @@ class AnalysisSettings:
         sharpness_rho: radius of the l2 ball of worst-case sharpness.
         adaptive_sigma, adaptive_rho: the same for adaptive sharpness, relative to ``|w|``
             coordinate-wise (:mod:`flatscope.metrics.adaptive_sharpness`).
+        layer_depth: how :mod:`flatscope.metrics.per_layer` groups parameters into layers.
     """
 
     seed: int = _field(0, "seeds the data subset and every estimator", minimum=0)
@@ -118,6 +119,12 @@ class AnalysisSettings:
         0.05, "std of the Gaussian perturbation relative to |w|, adaptive average sharpness"
     )
     adaptive_rho: float = _field(0.5, "l2 radius of e / |w|, adaptive worst-case sharpness")
+    layer_depth: int = _field(
+        0,
+        "per_layer: group parameters by the first N parts of their dotted names (0: up to the "
+        "first index, e.g. model.layers.3, else the owning module)",
+        minimum=0,
+    )
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
