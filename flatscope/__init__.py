@@ -1,11 +1,11 @@
 """flatscope: Hessian-spectrum and flatness analysis for PyTorch models.
 
-The public API: the objective (``Objective``, the mean loss over a data set), curvature operators
-(``HessianOperator``, ``GGNOperator``, ``EmpiricalFisherOperator``), estimators with error bars (``trace``,
-``diagonal``, ``eigenvalues``, ``spectral_density``), landscapes and sharpness, the
-applications (``analyze``, ``verify``, ``compare``, ``trajectory``), checkpoint and report I/O,
-the model zoo and datasets, and the optimizers in ``flatscope.optim`` (``FSGLD``, ``SGLD``,
-``SAM``).
+The public API: the objective (``Objective``, the mean loss over a data set), curvature
+operators (``HessianOperator``, ``GGNOperator``, ``EmpiricalFisherOperator``), estimators with
+error bars (``trace``, ``diagonal``, ``eigenvalues``, ``spectral_density``), landscapes and
+sharpness, the applications (``analyze``, ``verify``, ``compare``, ``trajectory``), checkpoint
+and report I/O, the model zoo and datasets, and the optimizers in ``flatscope.optim``
+(``FSGLD``, ``SGLD``, ``SAM``).
 """
 
 from flatscope import optim

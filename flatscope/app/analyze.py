@@ -4,10 +4,11 @@ The analysis builds one curvature operator of the mean loss over all of ``data``
 ``curvature`` setting asks: the Hessian (:class:`~flatscope.operators.hessian.HessianOperator`,
 the default), the generalized Gauss-Newton matrix (:class:`~flatscope.operators.ggn.GGNOperator`,
 with the closed-form output Hessian for the ``cross_entropy`` and ``causal_lm`` losses) or the
-empirical Fisher (:class:`~flatscope.operators.fisher.EmpiricalFisherOperator`), and runs the requested metrics of the registry
-(:mod:`flatscope.metrics`: ``trace``, ``eigenvalues``, ``density``, ``diagonal``,
-``sharpness``; the loss and the gradient norm always) on it, each report entry written as soon
-as it is done (see :mod:`flatscope.io.report`). Each metric's module documents its entries.
+empirical Fisher (:class:`~flatscope.operators.fisher.EmpiricalFisherOperator`), and runs the
+requested metrics of the registry (:mod:`flatscope.metrics`: ``trace``, ``eigenvalues``,
+``density``, ``diagonal``, ``sharpness``; the loss and the gradient norm always) on it, each
+report entry written as soon as it is done (see :mod:`flatscope.io.report`). Each metric's
+module documents its entries.
 
 Every estimator is seeded with the same ``seed``, so ``flatscope.trace(op, method,
 num_matvecs, seed)`` on the same operator reproduces the report's ``hessian_trace``. With
@@ -49,8 +50,8 @@ from flatscope.metrics.settings import flag
 from flatscope.models.losses import LOSSES, LossFn, build_loss
 from flatscope.models.losses import loss_spec as canonical_loss_spec
 from flatscope.objective import Objective
-from flatscope.operators.distributed import barrier, get_rank, shard_batches
 from flatscope.operators.curvature import CurvatureOperator
+from flatscope.operators.distributed import barrier, get_rank, shard_batches
 from flatscope.operators.fisher import EmpiricalFisherOperator
 from flatscope.operators.ggn import GGNOperator
 from flatscope.operators.hessian import HessianOperator

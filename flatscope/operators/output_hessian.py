@@ -39,9 +39,7 @@ __all__ = [
 ]
 
 #: ``prepare(outputs, targets) -> apply``, ``apply(U) = H_out U`` for ``U`` ``(k, *outputs.shape)``
-OutputHessian = Callable[
-    [torch.Tensor, torch.Tensor], Callable[[torch.Tensor], torch.Tensor]
-]
+OutputHessian = Callable[[torch.Tensor, torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
 DEFAULT_CHUNK_ROWS = 1024
 IGNORE_INDEX = -100  # the ignored label of cross_entropy and causal_lm (PyTorch's default)
 
@@ -103,7 +101,8 @@ def cross_entropy_output_hessian(chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Output
     ) -> Callable[[torch.Tensor], torch.Tensor]:
         if outputs.ndim < 2:
             raise ValueError(
-                f"the cross-entropy output Hessian needs logits (B, C, ...), got {tuple(outputs.shape)}"
+                "the cross-entropy output Hessian needs logits (B, C, ...), got "
+                f"{tuple(outputs.shape)}"
             )
         logits = outputs.detach().movedim(1, -1)
         shape = logits.shape

@@ -27,7 +27,9 @@ def _per_sample_gradients(model, loss_fn, x, y) -> torch.Tensor:
     rows = []
     for i in range(len(y)):
         loss = loss_fn(functional_call(model, {**buffers, **params}, (x[i : i + 1],)), y[i : i + 1])
-        rows.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(params.values()))]))
+        rows.append(
+            torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(params.values()))])
+        )
     return torch.stack(rows)
 
 
