@@ -74,21 +74,20 @@ def _columns_per_call(operator: LinearOperator, k: int) -> int:
 
     A Hessian whose columns run in a loop on kept first-order graphs (the CPU's mode) costs the
     same one column at a time; one that chunks its columns by memory (batched and
-    forward-over-reverse modes) gets its own chunks; one that rebuilds its graphs on every
-    call, or runs on several ranks (whose kept graphs may differ, so must their calls not),
-    gets all of them. Any other operator goes one column at a time.
+    forward-over-reverse modes) gets its own chunks. Every other operator gets all of them: a
+    Hessian that rebuilds its graphs on every call, the GGN (a forward pass per call) and the
+    Fisher (per-sample gradients per call, shared by the columns) would pay per call, and on
+    several ranks, whose kept graphs may differ, the calls must not.
     """
     chunk_size = getattr(operator, "chunk_size", None)
-    if chunk_size is None:
-        return 1
-    if is_distributed():
+    if chunk_size is None or is_distributed():
         return k
     mode = getattr(operator, "hvp_mode", None)
-    if mode != "forward" and getattr(operator, "graphs_kept", None) is not True:
+    if mode == "forward":
+        return chunk_size(k)
+    if getattr(operator, "graphs_kept", None) is not True:
         return k
-    if mode != "forward" and getattr(operator, "column_mode", None) == "loop":
-        return 1
-    return chunk_size(k)
+    return 1 if getattr(operator, "column_mode", None) == "loop" else chunk_size(k)
 
 
 class _Ticking(LinearOperator):
