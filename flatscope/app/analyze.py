@@ -333,7 +333,7 @@ def summary(report: Report | Mapping[str, Any]) -> str:
     lines = [
         f"flatscope analysis of {document['checkpoint'].get('path') or 'an in-memory model'}",
         f"model {document['model']}; loss {document['loss']}; curvature "
-        f"{document.get('settings', {}).get('curvature', 'hessian')}",
+        f"{(document.get('settings') or {}).get('curvature', 'hessian')}",
         *data_lines(document["data"]),
         f"{'metric':<21} {'value':<56} {'HVPs':>5} {'seconds':>8}",
     ]
