@@ -28,7 +28,7 @@ __all__ = ["Progress", "format_seconds"]
 BAR_WIDTH = 24
 REDRAW_SECONDS = 0.1  # a terminal line is redrawn at most this often
 LOG_SECONDS = 30.0  # a log gets a line at least this often while units complete
-LOG_FRACTION = 0.1  # ... and one whenever another tenth of the work is done
+LOG_PARTS = 10  # ... and one whenever another tenth of the work is done
 QUIET_SECONDS = 5.0  # a log gets no line for a task shorter than this
 
 
@@ -157,7 +157,7 @@ class Progress:
 
     def _eta_text(self, separator: str = "  ") -> str:
         eta = self.eta()
-        return "" if eta is None else f"{separator}ETA {format_seconds(eta)}"
+        return "" if not eta else f"{separator}ETA {format_seconds(eta)}"  # none once done
 
     def _draw(self, force: bool = False) -> None:
         now = self.clock()
@@ -170,7 +170,7 @@ class Progress:
     def _log(self) -> None:
         """A plain line when another tenth is done or ``LOG_SECONDS`` passed (module docs)."""
         now = self.clock()
-        tenths = int(self.count / self.total / LOG_FRACTION) if self.total else 0
+        tenths = self.count * LOG_PARTS // self.total if self.total else 0
         due = tenths > self._logged_tenths or now - self._last_log >= LOG_SECONDS
         if not due or now - self._start < QUIET_SECONDS:
             return

@@ -53,7 +53,7 @@ def test_the_eta_runs_at_the_rate_after_the_first_update():
     assert bar.eta() == pytest.approx(7.0)
     assert bar.render().endswith("11.0s  ETA 7.0s")
     bar.update(7)
-    assert bar.eta() == 0.0
+    assert bar.eta() == 0.0 and "ETA" not in bar.render()
 
 
 def test_an_unknown_total_shows_the_count_only():
@@ -117,3 +117,15 @@ def test_a_message_goes_above_the_redrawn_line():
 )
 def test_seconds_for_people(seconds, text):
     assert format_seconds(seconds) == text
+
+
+def test_every_tenth_is_logged_even_where_floats_round_down():
+    """9 of 30 is 3 tenths, though 9 / 30 / 0.1 is 2.9999999999999996 in floating point."""
+    clock, stream = Clock(), io.StringIO()
+    with Progress("hessian_trace", 30, stream=stream, clock=clock) as bar:
+        clock.now += QUIET_SECONDS
+        for _ in range(30):
+            clock.now += 0.1
+            bar.update()
+    shares = [line.split("(")[1].split(")")[0] for line in stream.getvalue().splitlines()[:-1]]
+    assert shares == [f"{10 * tenth}%" for tenth in range(1, 11)]
