@@ -205,7 +205,9 @@ def analyze(
         config = dataclasses.replace(config, device=str(operator.device))
 
     writer = get_rank() == 0  # under torch.distributed only rank 0 writes files
-    context = AnalysisContext(model, loss_fn, batches, operator, config, progress and writer)
+    context = AnalysisContext(
+        model, loss_fn, batches, operator, config, progress and writer, tuple(entries)
+    )
     started = time.perf_counter()
     loss = REGISTRY["loss"].compute("loss", context)  # a non-finite loss fails before any file
     loss_seconds = time.perf_counter() - started
@@ -232,7 +234,7 @@ def analyze(
 
     if not report.has_metric("loss"):
         report.set_metric("loss", loss, loss_seconds)
-    for entry in entries:
+    for entry in compute_order(entries):
         if report.has_metric(entry):
             continue
         started = time.perf_counter()
@@ -243,6 +245,17 @@ def analyze(
 
         render_report(report, out)
     return report
+
+
+def compute_order(entries: list[str]) -> list[str]:
+    """``entries`` with each one's :attr:`~flatscope.metrics.Metric.reuses` computed before it
+    (the eigen search before the trace that deflates it), so that every entry's time and
+    progress bar are its own."""
+    ordered: list[str] = []
+    for entry in entries:
+        reused = [e for e in metric_of(entry).reuses if e in entries and e not in ordered]
+        ordered += [*reused, *([] if entry in ordered else [entry])]
+    return ordered
 
 
 def analyze_checkpoint(

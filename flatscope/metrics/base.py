@@ -89,6 +89,8 @@ class AnalysisContext:
         operator: the Hessian of the mean loss over ``batches``.
         settings: the analysis settings.
         progress: whether to draw progress bars.
+        entries: the report entries this analysis computes (finished ones included, so that a
+            resumed analysis shares products as the uninterrupted one did).
         shared: results computed once per analysis (see :meth:`once`).
     """
 
@@ -98,6 +100,7 @@ class AnalysisContext:
     operator: LinearOperator
     settings: AnalysisSettings
     progress: bool = False
+    entries: tuple[str, ...] = ()
     shared: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     def once(self, key: str, compute: Callable[[], Any]) -> Any:
@@ -123,6 +126,8 @@ class Metric:
         order: where it runs and is listed among the metrics (lower first).
         default: part of an analysis when no metrics are named.
         always: part of every analysis (loss and gradient norm).
+        reuses: report entries whose products it reuses when the analysis computes them too;
+            analyze computes those first (the trace deflates the eigen search's space).
         settings: the fields of :class:`AnalysisSettings` it reads besides the common ones
             (seed, dtype, device, params); a command offers only the options its metrics read.
     """
@@ -134,6 +139,7 @@ class Metric:
     settings: ClassVar[tuple[str, ...]] = ()
     default: ClassVar[bool] = False
     always: ClassVar[bool] = False
+    reuses: ClassVar[tuple[str, ...]] = ()
 
     def wanted(self, entry: str, settings: AnalysisSettings) -> bool:
         """Whether the settings ask for ``entry`` (for example ``bottom_k = 0`` skips one)."""
