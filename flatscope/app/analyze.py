@@ -7,7 +7,12 @@ the mean loss over all of ``data``) and runs the requested metrics of the regist
 as it is done (see :mod:`flatscope.io.report`). Each metric's module documents its entries.
 
 Every estimator is seeded with the same ``seed``, so ``flatscope.trace(op, method,
-num_matvecs, seed)`` on the same operator reproduces the report's ``hessian_trace``. With
+num_matvecs, seed)`` on the same operator reproduces the report's ``hessian_trace``. When the
+analysis computes the largest eigenvalues too, the two share one budget: the eigen search runs
+first, grows its Krylov space to half of ``num_matvecs`` and the trace deflates it
+(``flatscope.trace(op, method, entry["num_matvecs"], seed, deflate=search)``, see
+:mod:`flatscope.metrics.trace`); the eigen search uses block size 1, which reached analyze's
+tolerance in the fewest products (``benchmarks/shared_products.py --sections blocks``). With
 ``out`` the report lives in ``out/report.json``; ``resume=True`` keeps the finished metrics of
 a report made from the same inputs and settings and computes only the missing ones, which
 gives the same numbers as one uninterrupted run.
