@@ -19,7 +19,8 @@ first, grows its Krylov space to half of ``num_matvecs`` and the trace deflates 
 tolerance in the fewest products (``benchmarks/shared_products.py --sections blocks``). With
 ``out`` the report lives in ``out/report.json``; ``resume=True`` keeps the finished metrics of
 a report made from the same inputs and settings and computes only the missing ones, which
-gives the same numbers as one uninterrupted run.
+gives the same numbers as one uninterrupted run of the same metrics (a trace finished by an
+analysis without the eigenvalues is kept undeflated, as its entry says).
 """
 
 from __future__ import annotations
@@ -346,7 +347,7 @@ def summary(report: Report | Mapping[str, Any]) -> str:
     lines = [
         f"flatscope analysis of {document['checkpoint'].get('path') or 'an in-memory model'}",
         f"model {document['model']}; loss {document['loss']}; curvature "
-        f"{document['settings'].get('curvature', 'hessian')}",
+        f"{document.get('settings', {}).get('curvature', 'hessian')}",
         *data_lines(document["data"]),
         f"{'metric':<21} {'value':<56} {'HVPs':>5} {'seconds':>8}",
     ]
