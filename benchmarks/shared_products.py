@@ -232,12 +232,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sections", default="sharing,blocks,modes")
     parser.add_argument("--networks", default="mlp,cnn", help="comma-separated: mlp, cnn")
+    parser.add_argument("--cnn", default="cnn:width=8", help="the CNN's zoo spec")
     args = parser.parse_args()
     torch.set_num_threads(1)
     sections = set(args.sections.split(","))
     chosen = set(args.networks.split(","))
     started = time.perf_counter()
-    problems = [Problem(spec, n) for spec, n in NETWORKS if spec.split(":")[0] in chosen]
+    networks = [(args.cnn if spec.startswith("cnn") else spec, n) for spec, n in NETWORKS]
+    problems = [Problem(spec, n) for spec, n in networks if spec.split(":")[0] in chosen]
     print(f"(networks and exact Hessians ready in {time.perf_counter() - started:.0f} s)")
     for problem in problems:
         if "sharing" in sections:
