@@ -11,10 +11,16 @@ report entry written as soon as it is done (see :mod:`flatscope.io.report`). Eac
 module documents its entries.
 
 Every estimator is seeded with the same ``seed``, so ``flatscope.trace(op, method,
-num_matvecs, seed)`` on the same operator reproduces the report's ``hessian_trace``. With
+num_matvecs, seed)`` on the same operator reproduces the report's ``hessian_trace``. When the
+analysis computes the largest eigenvalues too, the two share one budget: the eigen search runs
+first, grows its Krylov space to half of ``num_matvecs`` and the trace deflates it
+(``flatscope.trace(op, method, entry["num_matvecs"], seed, deflate=search)``, see
+:mod:`flatscope.metrics.trace`); the eigen search uses block size 1, which reached analyze's
+tolerance in the fewest products (``benchmarks/shared_products.py --sections blocks``). With
 ``out`` the report lives in ``out/report.json``; ``resume=True`` keeps the finished metrics of
 a report made from the same inputs and settings and computes only the missing ones, which
-gives the same numbers as one uninterrupted run.
+gives the same numbers as one uninterrupted run of the same metrics (a trace finished by an
+analysis without the eigenvalues is kept undeflated, as its entry says).
 """
 
 from __future__ import annotations
@@ -245,7 +251,9 @@ def analyze(
         config = dataclasses.replace(config, device=str(operator.device))
 
     writer = get_rank() == 0  # under torch.distributed only rank 0 writes files
-    context = AnalysisContext(model, loss_fn, batches, operator, config, progress and writer)
+    context = AnalysisContext(
+        model, loss_fn, batches, operator, config, progress and writer, entries=tuple(entries)
+    )
     started = time.perf_counter()
     loss = REGISTRY["loss"].compute("loss", context)  # a non-finite loss fails before any file
     loss_seconds = time.perf_counter() - started
@@ -273,7 +281,7 @@ def analyze(
 
     if not report.has_metric("loss"):
         report.set_metric("loss", loss, loss_seconds)
-    pending = [entry for entry in entries if not report.has_metric(entry)]
+    pending = [entry for entry in compute_order(entries) if not report.has_metric(entry)]
     # the products each entry plans to spend: timed by the first products, the cost estimate
     context.plan = {entry: metric_of(entry).budget(entry, config) for entry in pending}
     for entry in pending:
@@ -285,6 +293,17 @@ def analyze(
 
         render_report(report, out)
     return report
+
+
+def compute_order(entries: list[str]) -> list[str]:
+    """``entries`` with each one's :attr:`~flatscope.metrics.Metric.reuses` computed before it
+    (the eigen search before the trace that deflates it), so that every entry's time and
+    progress bar are its own."""
+    ordered: list[str] = []
+    for entry in entries:
+        reused = [e for e in metric_of(entry).reuses if e in entries and e not in ordered]
+        ordered += [*reused, *([] if entry in ordered else [entry])]
+    return ordered
 
 
 def analyze_checkpoint(

@@ -3,7 +3,7 @@
 A report is one JSON object::
 
     {
-      "schema": "flatscope.report/1.1",
+      "schema": "flatscope.report/1.2",
       "flatscope_version": "0.1.0",
       "created": "2025-01-01T12:00:00+00:00",           # UTC, ISO 8601
       "checkpoint": {"path": str | null, "sha256": str | null},
@@ -29,6 +29,10 @@ fields are kept as given. Minor versions add fields and never change the meaning
   ``label_noise`` spec, which also carries it) and ``labels_sha256`` (SHA-256 of the analysed
   targets in order). Reports of ``1`` lack them; they stay readable, and ``compare`` /
   ``verify`` then cannot tell whether two reports used the same labels.
+- ``1.2``: ``hessian_trace`` says whether it deflated the eigen search of the same analysis
+  (``deflation``: ``null``, or ``{"entry", "found", "subspace", "num_matvecs",
+  "total_matvecs"}``; see :mod:`flatscope.metrics.trace`) and ``top_eigenvalues`` the size
+  its search grew to for it (``min_subspace``, 0 when it did not).
 
 Every value is stored as plain JSON: NumPy and torch scalars become numbers, arrays and tensors
 become (nested) lists, dtypes and devices become strings such as ``"float64"`` and
@@ -72,7 +76,7 @@ __all__ = [
 
 SCHEMA_NAME = "flatscope.report"
 SCHEMA_MAJOR = 1
-SCHEMA_MINOR = 1
+SCHEMA_MINOR = 2
 REPORT_SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_MAJOR}.{SCHEMA_MINOR}"
 HEADER_FIELDS = ("checkpoint", "model", "data", "loss", "settings")
 REQUIRED_FIELDS = (

@@ -131,6 +131,8 @@ class AnalysisContext:
         progress: whether to show progress (and the cost estimate).
         plan: ``{entry: products}`` the analysis will compute (each metric's
             :meth:`Metric.budget`); with the first products' times it makes the cost estimate.
+        entries: the report entries this analysis computes (finished ones included, so that a
+            resumed analysis shares products as the uninterrupted one did).
         shared: results computed once per analysis (see :meth:`once`).
         products: the Hessian-vector products done so far through :meth:`run`.
     """
@@ -142,6 +144,7 @@ class AnalysisContext:
     settings: AnalysisSettings
     progress: bool = False
     plan: dict[str, int] = dataclasses.field(default_factory=dict)
+    entries: tuple[str, ...] = ()
     shared: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
     products: int = 0
     _first_seconds: float | None = dataclasses.field(default=None, repr=False)
@@ -186,6 +189,8 @@ class Metric:
         order: where it runs and is listed among the metrics (lower first).
         default: part of an analysis when no metrics are named.
         always: part of every analysis (loss and gradient norm).
+        reuses: report entries whose products it reuses when the analysis computes them too;
+            analyze computes those first (the trace deflates the eigen search's space).
         settings: the fields of :class:`AnalysisSettings` it reads besides the common ones
             (seed, dtype, device, params); a command offers only the options its metrics read.
     """
@@ -197,6 +202,7 @@ class Metric:
     settings: ClassVar[tuple[str, ...]] = ()
     default: ClassVar[bool] = False
     always: ClassVar[bool] = False
+    reuses: ClassVar[tuple[str, ...]] = ()
 
     def wanted(self, entry: str, settings: AnalysisSettings) -> bool:
         """Whether the settings ask for ``entry`` (for example ``bottom_k = 0`` skips one)."""

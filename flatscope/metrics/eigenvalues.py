@@ -17,6 +17,12 @@ Thm. 4.5.1): it is the value's error bar.
   ``curvature``) are non-negative by construction and establish nothing about a minimum.
 - **top eigenvalue** (flatter): ``lambda_max < lambda_max(R)`` when the subject's interval lies
   below the reference's, fails when it lies at or above it, not established when they overlap.
+
+**One budget with the trace.** When the analysis computes the trace too, the search for the
+largest eigenvalues keeps growing its Krylov space to :func:`deflation_subspace` vectors (a
+share of the trace's ``num_matvecs``), and the trace takes that space exactly
+(:mod:`flatscope.metrics.trace`); ``min_subspace`` in the entry records it. The values come
+from the larger space, so they are as accurate as a solve of their own or more.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from flatscope.io.tables import as_number, format_number
-from flatscope.linalg import eigenvalues
+from flatscope.linalg import EigenResult, eigenvalues
 from flatscope.metrics.base import AnalysisContext, Cell, Metric, VerifySettings
 from flatscope.metrics.criteria import (
     FAIL,
@@ -41,10 +47,48 @@ from flatscope.metrics.settings import AnalysisSettings
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["EigenvalueMetric", "check_negative_curvature", "compare_top_eigenvalue"]
+__all__ = [
+    "DEFLATION_SHARE",
+    "EigenvalueMetric",
+    "check_negative_curvature",
+    "compare_top_eigenvalue",
+    "deflation_subspace",
+    "eigen_search",
+    "shares_with_trace",
+]
 
 _WHICH = {"top_eigenvalues": "largest", "bottom_eigenvalues": "smallest"}
 _TITLES = {"top_eigenvalues": "top eigenvalue", "bottom_eigenvalues": "bottom eigenvalue"}
+#: Share of the trace's ``num_matvecs`` that the shared eigen search grows its space to
+#: (``benchmarks/shared_products.py`` measured the split).
+DEFLATION_SHARE = 0.5
+
+
+def shares_with_trace(context: AnalysisContext) -> bool:
+    """Whether the analysis computes the largest eigenvalues and the trace from one budget."""
+    return {"top_eigenvalues", "hessian_trace"} <= set(context.entries)
+
+
+def deflation_subspace(settings: AnalysisSettings) -> int:
+    """Vectors the shared search grows to: ``DEFLATION_SHARE`` of the trace's ``num_matvecs``,
+    within the search's own budget ``eig_max_matvecs``."""
+    return min(int(DEFLATION_SHARE * settings.num_matvecs), settings.eig_max_matvecs)
+
+
+def eigen_search(context: AnalysisContext, which: str) -> tuple[EigenResult, int]:
+    """The analysis's search for the ``which`` eigenvalues, run once (with its progress bar)
+    whichever metric asks first, and the ``min_subspace`` it grew to."""
+    s = context.settings
+    k = min(s.top_k if which == "largest" else s.bottom_k, context.operator.shape[0])
+    grow = deflation_subspace(s) if which == "largest" and shares_with_trace(context) else 0
+
+    def solve(op: Any) -> EigenResult:
+        return eigenvalues(op, k, which, s.eig_tol, s.eig_max_matvecs, s.seed, min_subspace=grow)
+
+    def search() -> tuple[EigenResult, int]:
+        return context.run(f"{which} eigenvalues", s.eig_max_matvecs, solve), grow
+
+    return context.once(f"eigen_search:{which}", search)
 
 
 def check_negative_curvature(
@@ -127,15 +171,14 @@ class EigenvalueMetric(Metric):
         return settings.eig_max_matvecs
 
     def compute(self, entry: str, context: AnalysisContext) -> dict[str, Any]:
+        result, grown = eigen_search(context, _WHICH[entry])
         s = context.settings
-        which = _WHICH[entry]
-        k = min(s.top_k if which == "largest" else s.bottom_k, context.operator.shape[0])
-
-        def solve(op: Any) -> dict[str, Any]:
-            result = eigenvalues(op, k, which, s.eig_tol, s.eig_max_matvecs, s.seed)
-            return {**result.to_dict(), "tol": s.eig_tol, "curvature": s.curvature}
-
-        return context.run(f"{which} eigenvalues", s.eig_max_matvecs, solve)
+        return {
+            **result.to_dict(),
+            "tol": s.eig_tol,
+            "min_subspace": grown,
+            "curvature": s.curvature,
+        }
 
     def describe(self, entry: str, value: Any) -> str:
         values = ", ".join(format_number(as_number(v)) for v in value["values"])

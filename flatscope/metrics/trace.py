@@ -6,6 +6,24 @@ trace of each parameter tensor's diagonal Hessian block (``per_block``), which t
 give for free (``tr H = sum_b tr H_bb``). ``verify`` claims "flatter" on the trace by the
 one-sided z-test of :mod:`flatscope.metrics.criteria`; XTrace's error estimate runs low
 (Epperly, Tropp, Webber, SIMAX 2024), so a verdict on an XTrace trace carries a note.
+
+**One budget with the eigenvalues.** When the analysis computes the largest eigenvalues too,
+the trace deflates their search (Gambhir, Stathopoulos, Orginos, SIAM J. Sci. Comput. 2017;
+Chen and Hallman, SIAM J. Matrix Anal. Appl. 2023): the Lanczos search keeps growing its
+Krylov space ``Q`` to ``DEFLATION_SHARE * num_matvecs`` vectors
+(:func:`flatscope.metrics.eigenvalues.deflation_subspace`), ``tr(Q^T H Q)`` comes exactly from
+the products the search holds, and the chosen method estimates ``tr(P' H P')``,
+``P' = I - Q Q^T``, with the rest of the budget. ``num_matvecs`` then buys the pair: the search
+and the trace together spend ``num_matvecs`` products, more only when the eigenvalues need more
+than their share to converge (the trace then still gets the method's minimum). A Krylov space
+holds its products already (Hutch++'s sketch needs a second product per vector) and captures the
+top of the spectrum well; how much that buys depends on the spectrum's tail
+(``benchmarks/shared_products.py``: on the demo-protocol MLP the pair matched the separate runs'
+trace error per product, with the eigenvalues converged to 1e-15 besides). The standard error is
+the deflated estimate's (exact given ``Q``). The entry's ``num_matvecs`` counts the trace's own
+products, ``deflation`` the shared search (``num_matvecs``) and the pair's ``total_matvecs``.
+A resumed analysis that finished the eigenvalues but not the trace runs the same (seeded)
+search again, so its trace equals the uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -17,7 +35,8 @@ from flatscope.io.tables import as_number, format_number
 from flatscope.linalg import trace
 from flatscope.metrics.base import AnalysisContext, Cell, Metric, VerifySettings
 from flatscope.metrics.criteria import Criterion, estimate_of, z_criterion
-from flatscope.metrics.settings import AnalysisSettings
+from flatscope.metrics.eigenvalues import eigen_search, shares_with_trace
+from flatscope.metrics.settings import TRACE_MIN_MATVECS, AnalysisSettings
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -34,7 +53,9 @@ def compare_trace(
 
 
 class TraceMetric(Metric):
-    """``hessian_trace``: ``{"value", "stderr", "method", "num_matvecs", "per_block"}``."""
+    """``hessian_trace``: ``{"value", "stderr", "method", "num_matvecs", "per_block",
+    "deflation_rank", "deflation"}``; ``deflation`` is ``None`` or ``{"entry", "found",
+    "subspace", "num_matvecs", "total_matvecs"}`` (see the module docs)."""
 
     name = "trace"
     entries = ("hessian_trace",)
@@ -42,21 +63,45 @@ class TraceMetric(Metric):
     order = 10
     settings = ("trace_method", "num_matvecs")
     default = True
+    reuses = ("top_eigenvalues",)
 
     def budget(self, entry: str, settings: AnalysisSettings) -> int:
         return settings.num_matvecs
 
     def compute(self, entry: str, context: AnalysisContext) -> dict[str, Any]:
         s = context.settings
+        if not shares_with_trace(context):
 
-        def estimate(op: Any) -> dict[str, Any]:
-            return trace(op, s.trace_method, s.num_matvecs, s.seed).to_dict()
+            def estimate(op: Any) -> dict[str, Any]:
+                return {
+                    **trace(op, s.trace_method, s.num_matvecs, s.seed).to_dict(),
+                    "deflation": None,
+                }
 
-        return context.run("hessian_trace", s.num_matvecs, estimate)
+            return context.run("hessian_trace", s.num_matvecs, estimate)
+
+        search, _ = eigen_search(context, "largest")
+        rest = max(s.num_matvecs - search.num_matvecs, TRACE_MIN_MATVECS[s.trace_method])
+
+        def deflated(op: Any) -> dict[str, Any]:
+            result = trace(op, s.trace_method, rest, s.seed, deflate=search)
+            deflation = {
+                "entry": "top_eigenvalues",
+                "found": int(search.values.shape[0]),
+                "subspace": result.deflation_rank,
+                "num_matvecs": search.num_matvecs,
+                "total_matvecs": search.num_matvecs + result.num_matvecs,
+            }
+            return {**result.to_dict(), "deflation": deflation}
+
+        return context.run("hessian_trace (deflated)", rest, deflated)
 
     def describe(self, entry: str, value: Any) -> str:
         number = format_number(as_number(value["value"]), as_number(value["stderr"]))
-        return f"{number}  ({value['method']})"
+        deflation = value.get("deflation")
+        if not isinstance(deflation, Mapping):
+            return f"{number}  ({value['method']})"
+        return f"{number}  ({value['method']}, deflated by {deflation['subspace']} eigen vectors)"
 
     def rows(self, entry: str, value: Any) -> dict[str, Cell]:
         return {"trace": estimate_of(value)}

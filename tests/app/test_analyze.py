@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, hessian
 
-from flatscope.app.analyze import analyze, analyze_checkpoint, summary
+from flatscope.app.analyze import analyze, analyze_checkpoint, compute_order, summary
 from flatscope.data import load_data
 from flatscope.errors import OutputError, ReportError
 from flatscope.io import save_checkpoint
@@ -74,10 +74,13 @@ def test_numbers_match_the_dense_hessian(problem):
     metrics = report.metrics
     assert metrics["loss"] == pytest.approx(float(dense["loss"]), rel=1e-12)
     assert metrics["gradient_norm"] == pytest.approx(float(dense["grad"].norm()), rel=1e-10)
-    # Hutch++ with num_matvecs // 3 = d sketch columns captures all of H: exact, per block too.
+    # The eigen search grows to min(num_matvecs / 2, d) = d vectors: the whole space, so the
+    # deflated trace is exact, per block too; the pair spends num_matvecs products.
     trace = metrics["hessian_trace"]
     assert trace["value"] == pytest.approx(float(H.trace()), rel=1e-10)
-    assert trace["num_matvecs"] == 3 * D
+    assert trace["deflation"]["subspace"] == D
+    assert trace["deflation"]["num_matvecs"] == metrics["top_eigenvalues"]["num_matvecs"] == D
+    assert trace["num_matvecs"] + D == trace["deflation"]["total_matvecs"] == 3 * D
     blocks = {"1.weight": slice(0, 12), "1.bias": slice(12, 15), "3.weight": slice(15, 24)}
     for name, block in blocks.items():
         assert trace["per_block"][name][0] == pytest.approx(
@@ -130,16 +133,17 @@ def test_same_seed_same_numbers_and_another_seed_other_numbers(problem):
 
 
 def test_resume_computes_only_the_missing_metrics_and_ends_like_one_run(problem, tmp_path):
-    partial = run(problem, "trace", out=tmp_path / "resumed", figures=False, **FAST)
-    trace_seconds = partial.timings["hessian_trace"]
+    partial = run(problem, "density", out=tmp_path / "resumed", figures=False, **FAST)
+    density_seconds = partial.timings["spectral_density"]
     resumed = run(problem, "all", out=tmp_path / "resumed", resume=True, figures=False, **FAST)
     whole = run(problem, "all", out=tmp_path / "whole", figures=False, **FAST)
     assert resumed.metrics == whole.metrics
-    assert resumed.timings["hessian_trace"] == trace_seconds  # kept, not recomputed
+    assert resumed.timings["spectral_density"] == density_seconds  # kept, not recomputed
     on_disk = json.loads((tmp_path / "resumed" / "report.json").read_text())
     assert on_disk["metrics"] == whole.metrics
     everything = entries_of(parse_metrics("all"), AnalysisSettings(**FAST))
-    assert list(on_disk["metrics"]) == everything
+    assert sorted(on_disk["metrics"]) == sorted(everything)
+    assert list(whole.metrics) == compute_order(everything)
     assert {"hessian_trace", "top_eigenvalues", "spectral_density", "sharpness"} < set(everything)
 
 
@@ -311,7 +315,7 @@ def test_summary_lists_every_metric(problem):
     text = summary(report)
     for name in report.metrics:
         assert f"\n{name} " in text
-    assert "(hutchpp)" in text and "residuals <=" in text
+    assert "(hutchpp, deflated by " in text and "residuals <=" in text
 
 
 def test_the_bar_moves_per_product_and_the_numbers_are_the_operators(problem, monkeypatch):

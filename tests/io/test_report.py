@@ -36,7 +36,7 @@ TRACE = {
 def test_new_report_has_every_required_field(tmp_path):
     report = Report.new(make_header(), tmp_path / "report.json")
     document = json.loads((tmp_path / "report.json").read_text())
-    assert document["schema"] == REPORT_SCHEMA == "flatscope.report/1.1"
+    assert document["schema"] == REPORT_SCHEMA == "flatscope.report/1.2"
     assert document["settings"]["dtype"] == "float64"
     assert document["environment"]["device"] == "cpu"
     assert document["environment"]["torch"] == torch.__version__
