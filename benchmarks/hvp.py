@@ -54,7 +54,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -63,6 +62,9 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 import flatscope as fs
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _peak import seconds  # noqa: E402
 
 TIMED = {  # case: probe columns
     "gradient": 1,
@@ -234,18 +236,6 @@ def _cases(
 
 
 # --------------------------------------------------------------------------- time
-def _seconds(fn: Callable[[], object], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        return time.perf_counter() - start
-    start = time.process_time()
-    fn()
-    return time.process_time() - start
-
-
 def _time(problem: Problem, repeats: int, device: torch.device) -> tuple[dict[str, float], str]:
     cases, reference = _cases(problem, tuple(TIMED))
     for fn in cases.values():  # warm-up: builds and keeps the graphs, fixes the chunk sizes
@@ -254,7 +244,7 @@ def _time(problem: Problem, repeats: int, device: torch.device) -> tuple[dict[st
     for repeat in range(repeats):
         order = list(cases.items())
         for name, fn in order if repeat % 2 == 0 else order[::-1]:
-            times[name].append(_seconds(fn, device) / TIMED[name])
+            times[name].append(seconds(fn, device) / TIMED[name])
     return {name: statistics.median(t) for name, t in times.items()}, reference
 
 
