@@ -69,6 +69,21 @@ def measure(fn: Callable[[], Any], device: torch.device) -> dict[str, Any]:
     }
 
 
+def seconds(fn: Callable[[], Any], device: torch.device) -> float:
+    """Seconds of one call of ``fn``: wall time after synchronising on CUDA, the process's CPU
+    time elsewhere (robust to other processes on a shared machine when torch runs one
+    thread)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        return time.perf_counter() - start
+    start = time.process_time()
+    fn()
+    return time.process_time() - start
+
+
 def in_subprocess(script: str, *args: str, timeout: float = 1800) -> dict[str, Any]:
     """Run ``python script *args`` with one thread and return the JSON its last line prints,
     or ``{"error": ...}`` when it fails."""

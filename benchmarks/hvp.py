@@ -19,6 +19,9 @@ ratios:
   ``dataloader_hv_product``; without PyHessian installed (``pip install pyhessian==0.1``, the
   ``pyhessian`` extra) the same cached double backward written inline stands in, and the table
   says so;
+- ``curvlinops HVP`` / ``hessian-eigenthings HVP``: ``HessianLinearOperator @ v`` of
+  curvlinops and ``HessianOperator.matvec`` of hessian-eigenthings, when installed (both redo the
+  forward and first backward pass for every product);
 - ``matmat 8`` / ``matmat 32``: ``op @ V`` with 8 and 32 columns (the default column mode of the
   device: a loop on the CPU), and ``batched 8`` / ``forward 8`` for the other modes
   (``hvp="batched_double_backward"``, ``hvp="forward"``).
@@ -28,12 +31,19 @@ high-water mark of a fresh subprocess (``/proc/self/clear_refs`` resets it after
 returns large blocks at once with ``MALLOC_MMAP_THRESHOLD_``), on CUDA
 ``torch.cuda.max_memory_allocated``. The activation memory ``A`` that flatscope measures on its
 first product is printed with them, and the memory per column of the batched and forward modes
-in units of ``A`` (what ``flatscope.operators.hessian.COLUMN_COST`` assumes).
+in units of ``A`` (what ``flatscope.operators.hessian.COLUMN_COST`` assumes). On the problems of
+``--estimator-problems`` (the ResNet by default) the same is measured for one run of each
+estimator at ``--estimator-matvecs`` products (issue 18.4): Hutchinson, Hutch++ and XTrace
+traces, the top-5 eigenvalues (Lanczos, at most that many products) and an SLQ density (4 probes).
+
+Every flatscope case is printed as a ratio to each peer's single HVP (PyHessian cached and
+recomputed, curvlinops, hessian-eigenthings) that is installed.
 
 Targets (issue 16 and 18): one HVP <= 1.0x PyHessian's cached HVP and <= 2.2x a gradient; per
 probe at 32 columns <= 0.6x PyHessian's HVP.
 
     python benchmarks/hvp.py [--problems cnn,resnet] [--repeats 3] [--device cpu] [--threads 1]
+        [--resnet-samples 32] [--estimator-matvecs 64] [--no-memory]
 """
 
 from __future__ import annotations
@@ -44,7 +54,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -53,6 +62,9 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 import flatscope as fs
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _peak import seconds  # noqa: E402
 
 TIMED = {  # case: probe columns
     "gradient": 1,
@@ -64,10 +76,15 @@ TIMED = {  # case: probe columns
     "matmat 32": 32,
     "batched 8": 8,
     "forward 8": 8,
+    "curvlinops HVP": 1,
+    "hessian-eigenthings HVP": 1,
 }
-MEMORY = ("gradient", "flatscope HVP kept", "flatscope HVP recomputed", "PyHessian HVP cached",
-          "PyHessian HVP recomputed", "matmat 32", "batched 8", "forward 8", "batched 1",
-          "batched 8 unchunked", "forward 1", "forward 8 unchunked")  # fmt: skip
+PEERS = ("PyHessian HVP cached", "PyHessian HVP recomputed", "curvlinops HVP",
+         "hessian-eigenthings HVP")  # fmt: skip
+MEMORY = ("gradient", "flatscope HVP kept", "flatscope HVP recomputed", *PEERS, "matmat 32",
+          "batched 8", "forward 8", "batched 1", "batched 8 unchunked", "forward 1",
+          "forward 8 unchunked")  # fmt: skip
+ESTIMATORS = ("Hutchinson", "Hutch++", "XTrace", "eigenvalues", "density")  # peak memory only
 
 
 @dataclass
@@ -135,7 +152,39 @@ def _pyhessian(problem: Problem, cached: bool) -> tuple[Callable[[torch.Tensor],
     return product, "PyHessian 0.1"
 
 
-def _cases(problem: Problem, names: tuple[str, ...]) -> tuple[dict[str, Callable], str]:
+def _peer(problem: Problem, name: str) -> Callable[[torch.Tensor], object] | None:
+    """One HVP of curvlinops' or hessian-eigenthings' operator on the problem's batch (both
+    recompute the forward and first backward pass per product), or None when not installed."""
+    model, params = problem.model, [p for p in problem.model.parameters() if p.requires_grad]
+    try:
+        if name == "curvlinops HVP":
+            import curvlinops
+
+            loss = nn.CrossEntropyLoss()
+            H = curvlinops.HessianLinearOperator(model, loss, params, [problem.batch])
+            return lambda v: H @ v
+        import hessian_eigenthings as he
+
+        loss = he.supervised_loss(nn.functional.cross_entropy)
+        op = he.HessianOperator(model, [problem.batch], loss)
+        return op.matvec
+    except ImportError:
+        return None
+
+
+def _estimator(op: fs.HessianOperator, name: str, matvecs: int) -> Callable[[], object]:
+    """One estimator run on ``op`` spending about ``matvecs`` products."""
+    if name == "eigenvalues":
+        return lambda: fs.eigenvalues(op, k=5, tol=1e-12, max_matvecs=matvecs, seed=0)
+    if name == "density":
+        return lambda: fs.spectral_density(op, num_steps=matvecs // 4, num_probes=4, seed=0)
+    method = {"Hutchinson": "hutchinson", "Hutch++": "hutchpp", "XTrace": "xtrace"}[name]
+    return lambda: fs.trace(op, method, matvecs, seed=0)
+
+
+def _cases(
+    problem: Problem, names: tuple[str, ...], matvecs: int = 0
+) -> tuple[dict[str, Callable], str]:
     """Zero-argument callables, one per case, and the name of the PyHessian reference."""
     objective = fs.Objective(problem.model, nn.CrossEntropyLoss(), [problem.batch])
     d = objective.dim
@@ -173,6 +222,12 @@ def _cases(problem: Problem, names: tuple[str, ...]) -> tuple[dict[str, Callable
     for name in names:
         if name.startswith("PyHessian"):
             product, reference = _pyhessian(problem, cached=name.endswith("cached"))
+        elif name in PEERS:
+            product = _peer(problem, name)
+        elif name in ESTIMATORS:
+            cases[name] = _estimator(operator(), name, matvecs)
+            continue
+        if name in PEERS:
             if product is not None:
                 cases[name] = lambda product=product: product(v)
         else:
@@ -181,18 +236,6 @@ def _cases(problem: Problem, names: tuple[str, ...]) -> tuple[dict[str, Callable
 
 
 # --------------------------------------------------------------------------- time
-def _seconds(fn: Callable[[], object], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        return time.perf_counter() - start
-    start = time.process_time()
-    fn()
-    return time.process_time() - start
-
-
 def _time(problem: Problem, repeats: int, device: torch.device) -> tuple[dict[str, float], str]:
     cases, reference = _cases(problem, tuple(TIMED))
     for fn in cases.values():  # warm-up: builds and keeps the graphs, fixes the chunk sizes
@@ -201,7 +244,7 @@ def _time(problem: Problem, repeats: int, device: torch.device) -> tuple[dict[st
     for repeat in range(repeats):
         order = list(cases.items())
         for name, fn in order if repeat % 2 == 0 else order[::-1]:
-            times[name].append(_seconds(fn, device) / TIMED[name])
+            times[name].append(seconds(fn, device) / TIMED[name])
     return {name: statistics.median(t) for name, t in times.items()}, reference
 
 
@@ -214,15 +257,17 @@ def _rss_bytes(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def _memory_child(problem: Problem, case: str, device: torch.device) -> dict[str, float]:
+def _memory_child(
+    problem: Problem, case: str, device: torch.device, matvecs: int
+) -> dict[str, float]:
     """Peak bytes of one call of ``case`` beyond what the setup holds (run in a subprocess,
     after the same case on two samples, so that imports and first-call caches are not
     counted)."""
     tiny = Problem(problem.name, problem.spec, problem.model, tuple(t[:2] for t in problem.batch))
-    for fn in _cases(tiny, (case,))[0].values():
+    for fn in _cases(tiny, (case,), matvecs)[0].values():
         fn()
     problem.model.zero_grad(set_to_none=True)  # PyHessian leaves gradients with graphs
-    cases, _ = _cases(problem, (case,))
+    cases, _ = _cases(problem, (case,), matvecs)
     (fn,) = cases.values()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -247,13 +292,15 @@ def _activation_bytes(problem: Problem) -> int:
     return op.activation_bytes
 
 
-def _memory(args: argparse.Namespace, problem: Problem) -> dict[str, float]:
+def _memory(args: argparse.Namespace, problem: Problem, cases: tuple[str, ...]) -> dict:
+    """Peak bytes of each case, each in a fresh subprocess."""
     peaks = {}
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
-    for case in MEMORY:
+    for case in cases:
         command = [sys.executable, __file__, "--memory-child", f"{problem.name}:{case}"]
         command += ["--device", args.device, "--threads", str(args.threads)]
         command += ["--resnet-samples", str(args.resnet_samples)]
+        command += ["--estimator-matvecs", str(args.estimator_matvecs)]
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             peaks[case] = float("nan")
@@ -273,16 +320,14 @@ def _report(problem: Problem, median: dict[str, float], reference: str, peaks, A
     print(f"{'case':28s} {'ms/probe':>10s} {'x gradient':>11s}")
     for name, t in median.items():
         print(f"{name:28s} {1e3 * t:10.1f} {t / g:11.2f}")
-    ph = median.get("PyHessian HVP cached")
-    ph_recomputed = median.get("PyHessian HVP recomputed")
-    checks = [
-        ("HVP kept / PyHessian cached", median["flatscope HVP kept"], ph, 1.0),
-        ("HVP kept / gradient", median["flatscope HVP kept"], g, 2.2),
-        ("HVP recomputed / PyHessian recomputed", median["flatscope HVP recomputed"],
-         ph_recomputed, None),
-        ("matmat 32 per probe / PyHessian cached", median["matmat 32"], ph, 0.6),
-        ("matmat 32 per probe / PyHessian recomputed", median["matmat 32"], ph_recomputed, None),
-    ]  # fmt: skip
+    targets = {("flatscope HVP kept", "PyHessian HVP cached"): 1.0,
+               ("matmat 32", "PyHessian HVP cached"): 0.6}  # fmt: skip
+    checks = [("HVP kept / gradient", median["flatscope HVP kept"], g, 2.2)]
+    for peer in PEERS:  # every flatscope case against every peer's single HVP
+        for case in ("flatscope HVP kept", "flatscope HVP recomputed", "matmat 32"):
+            short = case.removeprefix("flatscope ").replace(" 32", " 32 per probe")
+            label = f"{short} / {peer.replace(' HVP', '')}"
+            checks.append((label, median[case], median.get(peer), targets.get((case, peer))))
     for label, num, den, target in checks:
         if den is None:
             continue
@@ -292,7 +337,7 @@ def _report(problem: Problem, median: dict[str, float], reference: str, peaks, A
             if target is None
             else f"  target <= {target}: " + ("met" if ratio <= target else "NOT met")
         )
-        print(f"ratio {label:42s} {ratio:5.2f}{verdict}")
+        print(f"ratio {label:48s} {ratio:5.2f}{verdict}")
     if peaks:
         base = peaks["gradient"]
         print(f"peak memory (A = {A / 2**20:.1f} MiB of activations measured by flatscope)")
@@ -307,6 +352,17 @@ def _report(problem: Problem, median: dict[str, float], reference: str, peaks, A
             )
 
 
+def _estimator_report(problem: Problem, peaks: dict, args: argparse.Namespace) -> None:
+    """Peak memory of each estimator at a fixed number of products, beside a gradient's."""
+    d = sum(p.numel() for p in problem.model.parameters())
+    m = args.estimator_matvecs
+    print(f"peak memory per estimator at {m} products (eigenvalues: top 5, at most {m}; "
+          f"density: 4 SLQ probes x {m // 4} steps)")  # fmt: skip
+    print(f"{'estimator':28s} {'MiB':>8s} {'x gradient':>11s} {'bytes/param':>12s}")
+    for name, peak in peaks.items():
+        print(f"{name:28s} {peak / 2**20:8.1f} {peak / peaks['gradient']:11.2f} {peak / d:12.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -315,13 +371,18 @@ def main() -> None:
     parser.add_argument("--problems", default="cnn,resnet")
     parser.add_argument("--resnet-samples", type=int, default=32)
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument(
+        "--estimator-problems", default="resnet", help="problems with the estimators' memory"
+    )
+    parser.add_argument("--estimator-matvecs", type=int, default=64, help="products each")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if args.memory_child:
         name, case = args.memory_child.split(":", 1)
-        peak = _memory_child(_problem(name, device, args.resnet_samples), case, device)
+        problem = _problem(name, device, args.resnet_samples)
+        peak = _memory_child(problem, case, device, args.estimator_matvecs)
         print(json.dumps(peak))
         return
     print(
@@ -332,8 +393,11 @@ def main() -> None:
     for name in args.problems.split(","):
         problem = _problem(name, device, args.resnet_samples)
         median, reference = _time(problem, args.repeats, device)
-        peaks = None if args.no_memory else _memory(args, problem)
+        installed = tuple(case for case in MEMORY if case not in PEERS or case in median)
+        peaks = None if args.no_memory else _memory(args, problem, installed)
         _report(problem, median, reference, peaks, _activation_bytes(problem))
+        if not args.no_memory and name in args.estimator_problems.split(","):
+            _estimator_report(problem, _memory(args, problem, ("gradient", *ESTIMATORS)), args)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,30 @@ def time_step(
     return time.perf_counter() - start
 
 
+def interleaved_step_times(
+    setups: dict[str, tuple[nn.Module, Optimizer]],
+    batch: tuple[torch.Tensor, torch.Tensor],
+    device: torch.device,
+    steps: int,
+    warmup: int,
+) -> dict[str, list[float]]:
+    """Seconds of each of ``steps`` timed steps per optimizer, after ``warmup`` untimed ones;
+    one step of each optimizer per round, the order rotating between rounds."""
+    closures = {
+        name: (opt, make_closure(model, opt, batch)) for name, (model, opt) in setups.items()
+    }
+    names = list(closures)
+    for name in names:  # warm-up: allocator, kernels, momentum buffers, work buffers
+        for _ in range(warmup):
+            time_step(*closures[name], device)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for repeat in range(steps):
+        shift = repeat % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(time_step(*closures[name], device))
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(MODELS), default="cnn")
@@ -94,16 +118,8 @@ def main() -> None:
         torch.randint(0, 10, (args.batch_size,), generator=generator).to(device),
     )
     setups = make_optimizers(spec, device)
-    steps = {name: (opt, make_closure(model, opt, batch)) for name, (model, opt) in setups.items()}
-    names = list(steps)
-    for name in names:  # warm-up: allocator, kernels, momentum buffers, work buffers
-        for _ in range(args.warmup):
-            time_step(*steps[name], device)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for repeat in range(args.steps):  # one step of each optimizer per round, order rotating
-        shift = repeat % len(names)
-        for name in names[shift:] + names[:shift]:
-            times[name].append(time_step(*steps[name], device))
+    times = interleaved_step_times(setups, batch, device, args.steps, args.warmup)
+    names = list(times)
 
     num_params = sum(p.numel() for p in setups["SGD"][0].parameters())
     image = "x".join(map(str, shape))
