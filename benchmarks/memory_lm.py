@@ -10,6 +10,9 @@ ids (``--batch`` sequences of ``--seq-len`` tokens) under the ``causal_lm`` loss
 - one gradient by the operator (``op.gradient()``: ``torch.func.grad`` into a flat vector),
 - one HVP by reverse-over-reverse (``hvp="double_backward"``),
 - one HVP by forward-over-reverse (``hvp="forward"``),
+- one generalized Gauss-Newton product (``GGNOperator``) with the output Hessian of the
+  cross-entropy by autograd, and with its closed form on logits chunks
+  (``causal_lm_output_hessian``, :mod:`flatscope.operators.output_hessian`),
 
 runs in its own subprocess (one thread), after the operator is built, and reports its CPU seconds
 and the memory it added at its peak (RSS on the CPU, ``torch.cuda.max_memory_allocated`` with
@@ -35,21 +38,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _peak import MIB, in_subprocess, measure  # noqa: E402
 
 VOCAB, WIDTH, HEADS = 50257, 768, 12
-MODES = ("backward", "gradient", "double_backward", "forward")
+MODES = ("backward", "gradient", "double_backward", "forward", "ggn_autograd", "ggn_closed_form")
 LABELS = {
     "backward": "gradient, loss.backward()",
     "gradient": "gradient, op.gradient()",
     "double_backward": "HVP, hvp=double_backward",
     "forward": "HVP, hvp=forward",
+    "ggn_autograd": "GGN, autograd H_out",
+    "ggn_closed_form": "GGN, closed-form CE H_out",
 }
 
 
-def _operator(args: argparse.Namespace, hvp: str):
+def _operator(args: argparse.Namespace, mode: str):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from flatscope.models.hf import CausalLMLogits
     from flatscope.models.losses import build_loss
-    from flatscope.operators import HessianOperator
+    from flatscope.operators import GGNOperator, HessianOperator, causal_lm_output_hessian
 
     torch.manual_seed(0)
     config = GPT2Config(
@@ -64,14 +69,19 @@ def _operator(args: argparse.Namespace, hvp: str):
     ids = torch.randint(
         0, VOCAB, (args.batch, args.seq_len), generator=torch.Generator().manual_seed(1)
     )
-    return HessianOperator(model, build_loss("causal_lm"), [(ids, ids)], device=device, hvp=hvp)
+    loss, data = build_loss("causal_lm"), [(ids, ids)]
+    if mode.startswith("ggn"):
+        closed = causal_lm_output_hessian() if mode == "ggn_closed_form" else None
+        return GGNOperator(model, loss, data, device=device, output_hessian=closed)
+    hvp = mode if mode in ("double_backward", "forward") else "double_backward"
+    return HessianOperator(model, loss, data, device=device, hvp=hvp)
 
 
 def worker(args: argparse.Namespace) -> None:
     """Measure one of MODES in this process and print the result as one JSON line."""
     torch.set_num_threads(1)
     mode = args.worker
-    op = _operator(args, mode if mode in ("double_backward", "forward") else "double_backward")
+    op = _operator(args, mode)
     if mode == "backward":
         (ids, labels), model = op.data[0], op.model
 
@@ -84,7 +94,8 @@ def worker(args: argparse.Namespace) -> None:
     else:
         v = torch.randn(op.shape[0], generator=torch.Generator().manual_seed(2)).to(op.device)
         result = measure(lambda: op @ v, op.device)
-        result["hvp_mode_used"] = op.hvp_mode  # forward falls back when a rule is missing
+        # forward modes fall back when a rule is missing
+        result["hvp_mode_used"] = getattr(op, "hvp_mode", getattr(op, "jacobian_mode", None))
     result["parameters"] = op.shape[0]
     print(json.dumps(result))
 
@@ -124,6 +135,8 @@ def main() -> None:
             continue
         label = LABELS[mode]
         if result.get("hvp_mode_used", mode) != mode and mode in ("double_backward", "forward"):
+            label += f" (ran {result['hvp_mode_used']})"
+        if mode.startswith("ggn") and result.get("hvp_mode_used") != "forward":
             label += f" (ran {result['hvp_mode_used']})"
         ratios = ("", "")
         if "error" not in base:

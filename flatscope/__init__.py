@@ -1,11 +1,11 @@
 """flatscope: Hessian-spectrum and flatness analysis for PyTorch models.
 
-The public API: the objective (``Objective``, the mean loss over a data set), operators
-(``HessianOperator``), estimators with error bars (``trace``,
-``diagonal``, ``eigenvalues``, ``spectral_density``), landscapes and sharpness, the
-applications (``analyze``, ``verify``, ``compare``, ``trajectory``), checkpoint and report I/O,
-the model zoo and datasets, and the optimizers in ``flatscope.optim`` (``FSGLD``, ``SGLD``,
-``SAM``).
+The public API: the objective (``Objective``, the mean loss over a data set), curvature
+operators (``HessianOperator``, ``GGNOperator``, ``EmpiricalFisherOperator``), estimators with
+error bars (``trace``, ``diagonal``, ``eigenvalues``, ``spectral_density``), landscapes and
+sharpness, the applications (``analyze``, ``verify``, ``compare``, ``trajectory``), checkpoint
+and report I/O, the model zoo and datasets, and the optimizers in ``flatscope.optim``
+(``FSGLD``, ``SGLD``, ``SAM``).
 """
 
 from flatscope import optim
@@ -40,7 +40,14 @@ from flatscope.linalg import (
 )
 from flatscope.models import build_model
 from flatscope.objective import Objective
-from flatscope.operators import DenseOperator, HessianOperator, LinearOperator, as_operator
+from flatscope.operators import (
+    DenseOperator,
+    EmpiricalFisherOperator,
+    GGNOperator,
+    HessianOperator,
+    LinearOperator,
+    as_operator,
+)
 from flatscope.training import TrainConfig, train
 
 __version__ = flatscope_version()
@@ -52,6 +59,8 @@ __all__ = [
     "LinearOperator",
     "DenseOperator",
     "HessianOperator",
+    "GGNOperator",
+    "EmpiricalFisherOperator",
     "as_operator",
     "trace",
     "diagonal",

@@ -1,10 +1,14 @@
 """One call from a model, a loss and data to a flatness report: :func:`analyze`.
 
-The analysis builds one :class:`~flatscope.operators.hessian.HessianOperator` (the Hessian of
-the mean loss over all of ``data``) and runs the requested metrics of the registry
-(:mod:`flatscope.metrics`: ``trace``, ``eigenvalues``, ``density``, ``diagonal``,
-``sharpness``; the loss and the gradient norm always) on it, each report entry written as soon
-as it is done (see :mod:`flatscope.io.report`). Each metric's module documents its entries.
+The analysis builds one curvature operator of the mean loss over all of ``data``, as the
+``curvature`` setting asks: the Hessian (:class:`~flatscope.operators.hessian.HessianOperator`,
+the default), the generalized Gauss-Newton matrix (:class:`~flatscope.operators.ggn.GGNOperator`,
+with the closed-form output Hessian for the ``cross_entropy`` and ``causal_lm`` losses) or the
+empirical Fisher (:class:`~flatscope.operators.fisher.EmpiricalFisherOperator`), and runs the
+requested metrics of the registry (:mod:`flatscope.metrics`: ``trace``, ``eigenvalues``,
+``density``, ``diagonal``, ``sharpness``; the loss and the gradient norm always) on it, each
+report entry written as soon as it is done (see :mod:`flatscope.io.report`). Each metric's
+module documents its entries.
 
 Every estimator is seeded with the same ``seed``, so ``flatscope.trace(op, method,
 num_matvecs, seed)`` on the same operator reproduces the report's ``hessian_trace``. With
@@ -43,11 +47,19 @@ from flatscope.metrics import (
 )
 from flatscope.metrics.budget import check_problem_size
 from flatscope.metrics.settings import flag
-from flatscope.models.losses import LossFn, build_loss
+from flatscope.models.losses import LOSSES, LossFn, build_loss
 from flatscope.models.losses import loss_spec as canonical_loss_spec
 from flatscope.objective import Objective
+from flatscope.operators.curvature import CurvatureOperator
 from flatscope.operators.distributed import barrier, get_rank, shard_batches
+from flatscope.operators.fisher import EmpiricalFisherOperator
+from flatscope.operators.ggn import GGNOperator
 from flatscope.operators.hessian import HessianOperator
+from flatscope.operators.output_hessian import (
+    OutputHessian,
+    causal_lm_output_hessian,
+    cross_entropy_output_hessian,
+)
 from flatscope.operators.params import select_parameters
 
 __all__ = ["analyze", "analyze_checkpoint", "summary"]
@@ -124,16 +136,40 @@ def _loss(loss_fn: str | LossFn, spec: str | None) -> tuple[LossFn, str]:
     return loss_fn, spec or name
 
 
+def _output_hessian(loss_fn: str | LossFn) -> OutputHessian | None:
+    """The closed-form output Hessian of a built-in softmax cross-entropy loss named by its
+    spec, else ``None`` (autograd; a callable is never taken for a built-in by its name): it
+    keeps no graph of the vocabulary-sized logits (:mod:`flatscope.operators.output_hessian`)."""
+    if not isinstance(loss_fn, str):
+        return None
+    parsed = LOSSES.parse(loss_fn)
+    if parsed.is_import:
+        return None
+    if parsed.name == "cross_entropy":
+        return cross_entropy_output_hessian()
+    if parsed.name == "causal_lm":
+        return causal_lm_output_hessian(dict(parsed.kwargs).get("reduction", "token"))
+    return None
+
+
 def _operator(
-    model: nn.Module, loss_fn: LossFn, batches: Any, s: AnalysisSettings
-) -> HessianOperator:
-    """The Hessian of the analysis's one objective (one sample-counting pass), which the
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: Any,
+    s: AnalysisSettings,
+    output_hessian: OutputHessian | None,
+) -> CurvatureOperator:
+    """The curvature of the analysis's one objective (one sample-counting pass), which the
     sharpness metric reuses through ``operator.objective``."""
     try:
         select_parameters(model, s.params)
     except ValueError as err:
         raise AnalysisError(f"{flag('params')}: {err}") from None
     objective = Objective(model, loss_fn, batches, s.params, device=s.device, dtype=s.torch_dtype)
+    if s.curvature == "ggn":
+        return GGNOperator(objective, output_hessian=output_hessian)
+    if s.curvature == "fisher":
+        return EmpiricalFisherOperator(objective)
     return HessianOperator(objective)
 
 
@@ -197,9 +233,10 @@ def analyze(
     chosen = default_metrics() if metrics is None else parse_metrics(metrics)
     entries = entries_of(chosen, config)
     out = None if out is None else check_output_dir(out, REPORT_NAME)
+    output_hessian = None if config.curvature != "ggn" else _output_hessian(loss_fn)
     loss_fn, loss_name = _loss(loss_fn, loss_spec)
     batches, data_info = _data_header(data, data_spec)
-    operator = _operator(model, loss_fn, batches, config)
+    operator = _operator(model, loss_fn, batches, config, output_hessian)
     check_problem_size(config, entries, operator.shape[0], config.torch_dtype, operator.device)
     if config.device is None:
         config = dataclasses.replace(config, device=str(operator.device))
@@ -290,7 +327,8 @@ def summary(report: Report | Mapping[str, Any]) -> str:
     document = report.to_dict() if isinstance(report, Report) else report
     lines = [
         f"flatscope analysis of {document['checkpoint'].get('path') or 'an in-memory model'}",
-        f"model {document['model']}; loss {document['loss']}",
+        f"model {document['model']}; loss {document['loss']}; curvature "
+        f"{(document.get('settings') or {}).get('curvature', 'hessian')}",
         *data_lines(document["data"]),
         f"{'metric':<21} {'value':<56} {'HVPs':>5} {'seconds':>8}",
     ]

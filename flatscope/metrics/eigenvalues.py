@@ -12,7 +12,9 @@ Thm. 4.5.1): it is the value's error bar.
   at the end of training keep a few small negative eigenvalues (Sagun et al. 2017; Ghorbani,
   Krishnan, Xiao, ICML 2019), so the default ``neg_tol = 0.05`` asks for them to be at most 5%
   of ``lambda_max`` in size. It passes when it holds at the worst ends of both intervals, fails
-  when it fails at the best ends, and is not established in between.
+  when it fails at the best ends, and is not established in between. It needs the Hessian's
+  eigenvalues: those of ``--curvature ggn`` or ``fisher`` (recorded in each entry as
+  ``curvature``) are non-negative by construction and establish nothing about a minimum.
 - **top eigenvalue** (flatter): ``lambda_max < lambda_max(R)`` when the subject's interval lies
   below the reference's, fails when it lies at or above it, not established when they overlap.
 """
@@ -49,6 +51,14 @@ def check_negative_curvature(
     metrics: Mapping[str, Any], neg_tol: float = VerifySettings.neg_tol
 ) -> Criterion:
     """``lambda_min >= -neg_tol * lambda_max`` over the eigenvalues' bound intervals."""
+    entries = [metrics.get(name) for name in ("bottom_eigenvalues", "top_eigenvalues")]
+    kinds = {e.get("curvature", "hessian") for e in entries if isinstance(e, Mapping)}
+    if kinds - {"hessian"}:
+        return missing(
+            "negative_curvature",
+            f"the eigenvalues are of the {'/'.join(sorted(kinds))} (--curvature), positive "
+            "semi-definite by construction; analyse with --curvature hessian to establish it",
+        )
     low = eigenvalue_interval(metrics.get("bottom_eigenvalues"), "smallest")
     high = eigenvalue_interval(metrics.get("top_eigenvalues"), "largest")
     if low is None or high is None:
@@ -123,7 +133,7 @@ class EigenvalueMetric(Metric):
 
         def solve(op: Any) -> dict[str, Any]:
             result = eigenvalues(op, k, which, s.eig_tol, s.eig_max_matvecs, s.seed)
-            return {**result.to_dict(), "tol": s.eig_tol}
+            return {**result.to_dict(), "tol": s.eig_tol, "curvature": s.curvature}
 
         return context.run(f"{which} eigenvalues", s.eig_max_matvecs, solve)
 

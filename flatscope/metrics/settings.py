@@ -18,6 +18,7 @@ from flatscope.linalg.trace import METHODS
 
 __all__ = [
     "COMMON_SETTINGS",
+    "CURVATURES",
     "DTYPES",
     "MAX_MATVECS",
     "TRACE_MIN_MATVECS",
@@ -28,8 +29,10 @@ __all__ = [
 ]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: The curvature matrices an analysis can measure (:mod:`flatscope.operators`).
+CURVATURES = ("hessian", "ggn", "fisher")
 #: Settings every analysis reads; the others belong to the metrics that read them.
-COMMON_SETTINGS = ("seed", "dtype", "device", "params")
+COMMON_SETTINGS = ("seed", "dtype", "device", "params", "curvature")
 #: The fewest products each trace method accepts: Hutch++ splits its budget in thirds,
 #: NA-Hutch++ in sixths and thirds, XTrace in halves; a standard error needs two samples.
 TRACE_MIN_MATVECS = {"hutchinson": 2, "hutchpp": 4, "na_hutchpp": 6, "xtrace": 4}
@@ -59,6 +62,8 @@ class AnalysisSettings:
         dtype: ``"float32"`` or ``"float64"``, the dtype of every Hessian product.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...; ``None`` for the model's device.
         params: parameter names or globs to analyse (``None``: all trainable parameters).
+        curvature: the matrix every product multiplies: ``"hessian"``, ``"ggn"`` (the
+            generalized Gauss-Newton matrix) or ``"fisher"`` (the empirical Fisher).
         trace_method: a method of :func:`flatscope.linalg.trace`.
         num_matvecs: Hessian-vector products of the trace and the diagonal estimates.
         top_k, bottom_k: how many largest and most negative eigenvalues to find.
@@ -69,6 +74,7 @@ class AnalysisSettings:
         sharpness_rho: radius of the l2 ball of worst-case sharpness.
         adaptive_sigma, adaptive_rho: the same for adaptive sharpness, relative to ``|w|``
             coordinate-wise (:mod:`flatscope.metrics.adaptive_sharpness`).
+        layer_depth: how :mod:`flatscope.metrics.per_layer` groups parameters into layers.
     """
 
     seed: int = _field(0, "seeds the data subset and every estimator", minimum=0)
@@ -81,6 +87,12 @@ class AnalysisSettings:
         "analyse only these parameters (names or globs such as 'fc.*')",
         nargs="+",
         metavar="GLOB",
+    )
+    curvature: str = _field(
+        "hessian",
+        "the matrix every product multiplies: the Hessian, the generalized Gauss-Newton matrix "
+        "J^T H_out J, or the empirical Fisher (mean of per-sample gradient outer products)",
+        choices=CURVATURES,
     )
     trace_method: str = _field("hutchpp", "trace estimator", choices=tuple(METHODS))
     num_matvecs: int = _field(
@@ -107,6 +119,12 @@ class AnalysisSettings:
         0.05, "std of the Gaussian perturbation relative to |w|, adaptive average sharpness"
     )
     adaptive_rho: float = _field(0.5, "l2 radius of e / |w|, adaptive worst-case sharpness")
+    layer_depth: int = _field(
+        0,
+        "per_layer: group parameters by the first N parts of their dotted names (0: up to the "
+        "first index, e.g. model.layers.3, else the owning module)",
+        minimum=0,
+    )
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):

@@ -7,7 +7,8 @@ Andriushchenko et al., ICML 2023) and
 :func:`~flatscope.landscape.sharpness.worst_case_sharpness` (projected ascent in the l2 ball of
 radius ``sharpness_rho``, a lower bound; Keskar et al., ICLR 2017). ``verify --sharpness``
 claims "flatter" on average-case sharpness by the one-sided z-test on its Monte Carlo standard
-error; both reports must use the same ``sigma``.
+error; both reports must use the same ``sigma``. The prediction's ``H`` is the Hessian whatever
+``--curvature`` the rest of the analysis measures: the relation is a Taylor expansion of the loss.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from flatscope.landscape.sharpness import average_sharpness, worst_case_sharpnes
 from flatscope.metrics.base import AnalysisContext, Cell, Metric, VerifySettings
 from flatscope.metrics.criteria import Criterion, estimate_of, missing, z_criterion
 from flatscope.metrics.settings import AnalysisSettings
+from flatscope.operators.hessian import HessianOperator
 from flatscope.progress import Progress
 
 __all__ = ["SHARPNESS_SAMPLES", "SHARPNESS_STEPS", "SharpnessMetric", "compare_sharpness"]
@@ -80,8 +82,10 @@ class SharpnessMetric(Metric):
     def compute(self, entry: str, context: AnalysisContext) -> dict[str, Any]:
         s = context.settings
         # the analysis's objective and Hessian: no second counting pass, and the trace of the
-        # second-order prediction reuses the operator's kept graphs
+        # second-order prediction reuses the operator's kept graphs. The prediction
+        # (sigma^2 / 2) tr H is a Hessian's whatever the analysis's curvature (--curvature)
         objective = context.operator.objective
+        hessian = context.operator if isinstance(context.operator, HessianOperator) else None
         with Progress("sharpness", None, unit="", enabled=context.progress):
             average = average_sharpness(
                 objective,
@@ -90,7 +94,7 @@ class SharpnessMetric(Metric):
                 trace_method=s.trace_method,
                 trace_matvecs=s.num_matvecs,
                 seed=s.seed,
-                hessian=context.operator,
+                hessian=hessian,
             )
             worst = worst_case_sharpness(
                 objective, s.sharpness_rho, steps=SHARPNESS_STEPS, seed=s.seed

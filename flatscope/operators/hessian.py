@@ -55,9 +55,8 @@ import torch
 from torch import nn
 from torch.func import grad, jvp, vmap
 
-from flatscope.distributed import all_reduce_sum
 from flatscope.objective import LossFn, Objective
-from flatscope.operators.base import LinearOperator
+from flatscope.operators.curvature import CurvatureOperator, as_objective
 from flatscope.operators.memory import available_memory, measure_graph_bytes
 
 __all__ = ["HessianOperator", "ForwardModeUnavailable", "LossFn"]
@@ -89,7 +88,7 @@ class _BatchGraph:
     kept: bool
 
 
-class HessianOperator(LinearOperator):
+class HessianOperator(CurvatureOperator):
     """The Hessian of an objective's mean loss over all of its data, w.r.t. its parameters.
 
     A Hessian is symmetric (:attr:`symmetric` is ``True``: ``to_scipy()``'s transpose products
@@ -145,22 +144,8 @@ class HessianOperator(LinearOperator):
             raise ValueError(f"graph_budget must be a number of bytes >= 0, got {graph_budget}")
         if not memory_multiple > 1:
             raise ValueError(f"memory_multiple must be larger than 1, got {memory_multiple}")
-        if isinstance(objective, Objective):
-            given = [loss_fn, data, params, device, dtype]
-            if any(argument is not None for argument in given):
-                raise TypeError(
-                    "pass either an Objective or (model, loss_fn, data, params, device, dtype), "
-                    "not both: the objective already fixes them"
-                )
-        elif isinstance(objective, nn.Module):
-            if loss_fn is None or data is None:
-                raise TypeError("HessianOperator(model, loss_fn, data): loss_fn and data needed")
-            objective = Objective(objective, loss_fn, data, params, device=device, dtype=dtype)
-        else:
-            raise TypeError(
-                f"expected an Objective or an nn.Module, got {type(objective).__name__}"
-            )
-        self.objective = objective
+        objective = as_objective(objective, loss_fn, data, params, device, dtype, "HessianOperator")
+        super().__init__(objective)
         self.hvp_mode = "forward" if hvp == "forward" else "double_backward"
         automatic = "loop" if objective.device.type == "cpu" else "batched"
         self.column_mode = {"double_backward": "loop", "batched_double_backward": "batched"}.get(
@@ -169,34 +154,10 @@ class HessianOperator(LinearOperator):
         self.probe_batch_size = probe_batch_size
         self.graph_budget = graph_budget
         self.memory_multiple = float(memory_multiple)
-        self._weights = objective.flat_params()
         self._kept: list[_BatchGraph] | None = None
         self._kept_version: tuple | None = None
         self._keep: bool | None = None  # None until the first pass decides
         self._activation_bytes: int | None = None
-        d = objective.dim
-        super().__init__((d, d), objective.dtype, objective.device, dict(objective.blocks))
-
-    # ----------------------------------------------------------------- the objective's view
-    @property
-    def model(self) -> nn.Module:
-        return self.objective.model
-
-    @property
-    def loss_fn(self) -> LossFn:
-        return self.objective.loss_fn
-
-    @property
-    def data(self) -> Any:
-        return self.objective.data
-
-    @property
-    def param_names(self) -> list[str]:
-        return self.objective.param_names
-
-    @property
-    def num_samples(self) -> int:
-        return self.objective.num_samples
 
     @property
     def graphs_kept(self) -> bool | None:
@@ -210,18 +171,6 @@ class HessianOperator(LinearOperator):
         the first product of the batched and forward modes (``None`` before it, and in the
         loop mode, which needs no memory rule); it sizes their chunks."""
         return self._activation_bytes
-
-    def flat_params(self) -> torch.Tensor:
-        """The weights at which the Hessian is taken, as a flat vector (a copy)."""
-        return self._weights.clone()
-
-    def loss(self) -> float:
-        """The objective's mean loss over all of the data."""
-        return self.objective.loss()
-
-    def gradient(self) -> torch.Tensor:
-        """The objective's gradient over all of the data, as a flat vector."""
-        return self.objective.gradient()
 
     def release_graphs(self) -> None:
         """Free the kept first-order graphs (the next product rebuilds what it needs)."""
@@ -243,7 +192,7 @@ class HessianOperator(LinearOperator):
                     self.hvp_mode = "double_backward"
             if self.hvp_mode == "double_backward":
                 out = self._double_backward_sum(P)
-        return (all_reduce_sum(out) / self.num_samples).T.contiguous()
+        return self._mean(out).T.contiguous()
 
     def chunk_size(self, k: int) -> int:
         """Columns per chunk in a product of ``k`` columns: ``probe_batch_size`` if given, all
