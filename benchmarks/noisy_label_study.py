@@ -184,6 +184,20 @@ def tuning_task(out: Path, arch: str, name: str, settings: dict[str, float], see
     return record
 
 
+def recorded_tuning(out: Path, arch: str, name: str) -> TuningResult | None:
+    """The tuning of ``name`` on ``arch`` from its records alone, ``None`` if any is missing."""
+    scores = []
+    for settings in tuning_grid(arch, name):
+        paths = [
+            out / "runs" / "tuning" / arch / name / f"{_key(settings)},seed={seed}.json"
+            for seed in TUNING_SEEDS
+        ]
+        if not all(path.is_file() for path in paths):
+            return None
+        scores.append((settings, [json.loads(path.read_text())["val_acc"] for path in paths]))
+    return TuningResult(arch, name, scores)
+
+
 def tuning_grid(arch: str, name: str) -> list[dict[str, float]]:
     """The 12 configurations of ``name`` on ``arch``: learning rate x its second axis."""
     _, field, values, fixed = SECOND_AXIS[name]
@@ -519,6 +533,7 @@ def ratio_figure(arch: str, noise: str, result: dict[str, Any], path: Path) -> N
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     from flatscope.plotting.report_figures import save_figure
 
@@ -550,6 +565,7 @@ def ratio_figure(arch: str, noise: str, result: dict[str, Any], path: Path) -> N
                 )
         ax.axvline(1.0, color="gray", lw=0.8)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(short)
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
     axes[0].legend(fontsize=7)
@@ -636,11 +652,34 @@ def main() -> None:
         action="store_true",
         help="do not tune fSGLD with decoupled sigma nor SGLD (the experiment uses neither)",
     )
+    parser.add_argument(
+        "--tables-only",
+        action="store_true",
+        help="train and analyse nothing: write the tables of what is recorded",
+    )
     args = parser.parse_args()
     start = time.perf_counter()
     out: Path = args.out
     seeds = SEEDS[: args.seeds]
     chosen = [tuple(text.split("-")) for text in args.settings]
+    if args.tables_only:
+        tuning = {
+            arch: [r for n in (*TUNED_FIRST, *TUNED_LAST) if (r := recorded_tuning(out, arch, n))]
+            for arch in ARCHITECTURES
+        }
+        done = [
+            (arch, noise)
+            for arch, noise in chosen
+            if all(
+                (run_dir(out, arch, noise, m, s) / "final.pt").is_file()
+                for m in METHODS
+                for s in seeds
+            )
+        ]
+        previous = out / "results.json"
+        seconds = json.loads(previous.read_text())["seconds"] if previous.is_file() else math.nan
+        write_outputs(out, tuning, done, seeds, seconds)
+        return
     workers = ProcessPoolExecutor(args.workers, initializer=init_worker, initargs=(args.threads,))
     with workers as pool:
         tuning = tune(pool, out, TUNED_FIRST)

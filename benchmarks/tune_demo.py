@@ -1,15 +1,16 @@
 """Tune the hyperparameters of ``flatscope demo``: the noisy-label study's tuning, CNN only.
 
-``flatscope demo`` trains ``cnn:width=8`` on digits with 40% symmetric label noise for 20 epochs,
-the protocol of ``benchmarks/noisy_label_study.py``, and takes its hyperparameters
-(``flatscope.app.demo.TUNED``) from that study's tuning of the CNN: every optimizer gets the same
-budget of 12 configurations (learning rates 0.02 and 0.05 x 6 values of its own hyperparameter: SGD weight
-decay, SAM rho 0.01-0.5, SGLD and fSGLD beta_inv 0, 1e-9, 1e-7, 1e-5, 1e-4, 1e-3 with fSGLD's
-sigma coupled), each trained on 3 tuning seeds the demo does not use, scored by the accuracy on
-the CLEAN labels of the validation split after the last epoch (no early stopping). The test
-split is never read. This script runs only that part and prints the table (winner, runner-up,
-margin with its paired standard error over the tuning seeds, grid edge); its records are shared
-with the study's (``--out``), so either reuses what the other trained.
+``flatscope demo`` trains ``cnn:width=8`` on digits with 40% symmetric label noise for 20
+epochs, the protocol of ``benchmarks/noisy_label_study.py``, and takes its hyperparameters
+(``flatscope.app.demo.TUNED``) from that study's tuning of the CNN: every optimizer gets the
+same budget of 12 configurations (learning rates 0.02 and 0.05 x 6 values of its own
+hyperparameter: SGD weight decay, SAM rho 0.01-0.5, SGLD and fSGLD beta_inv 0, 1e-9, 1e-7, 1e-5,
+1e-4, 1e-3 with fSGLD's sigma coupled), each trained on 3 tuning seeds the demo does not use,
+scored by the accuracy on the CLEAN labels of the validation split after the last epoch (no
+early stopping). The test split is never read. This script runs only that part and prints the
+table (winner, runner-up, margin with its paired standard error over the tuning seeds, grid
+edge); its records are shared with the study's (``--out``), so either reuses what the other
+trained.
 
     OMP_NUM_THREADS=1 python benchmarks/tune_demo.py [--workers 2] [--optimizers sgd sam fsgld]
 """
