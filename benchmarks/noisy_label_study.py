@@ -105,8 +105,13 @@ SECOND_AXIS: dict[str, tuple[str, str, tuple[float, ...], dict[str, float]]] = {
     ),
     "sgld": ("sgld", "beta_inv", BETA_INVS, {}),
 }
-#: Tuned before the experiment needs them (SGLD is tuned last: the experiment does not run it).
+#: Tuned before the experiment needs them.
 TUNED_FIRST = ("sgd", "sam", "fsgld")
+#: Tuned after the experiment, which does not use them (an ablation and an extra baseline).
+TUNED_LAST = ("fsgld_sigma", "sgld")
+#: Settings in the order they are run: the BatchNorm CNN on the tuning noise first, the cheap
+#: MLP before the CNN's second noise setting.
+SETTINGS = (("cnn", "sym40"), ("mlp", "sym40"), ("mlp", "asym30"), ("cnn", "asym30"))
 METHODS = ("sgd", "sam", "fsgld", "fsgld_b0", "fsgld_paper")
 NAMES = {
     "sgd": "SGD",
@@ -163,10 +168,14 @@ def _key(settings: dict[str, float]) -> str:
     return ",".join(f"{k}={v:g}" for k, v in sorted(settings.items()))
 
 
+def _record_path(out: Path, arch: str, name: str, settings: dict[str, float], seed: int) -> Path:
+    return out / "runs" / "tuning" / arch / name / f"{_key(settings)},seed={seed}.json"
+
+
 def tuning_task(out: Path, arch: str, name: str, settings: dict[str, float], seed: int) -> dict:
     """Train one tuning configuration on one seed (or reuse its record): final clean
     validation accuracy, 0 for a diverged run."""
-    record_path = out / "runs" / "tuning" / arch / name / f"{_key(settings)},seed={seed}.json"
+    record_path = _record_path(out, arch, name, settings, seed)
     if record_path.is_file():
         return json.loads(record_path.read_text())
     optimizer = SECOND_AXIS[name][0]
@@ -188,10 +197,7 @@ def recorded_tuning(out: Path, arch: str, name: str) -> TuningResult | None:
     """The tuning of ``name`` on ``arch`` from its records alone, ``None`` if any is missing."""
     scores = []
     for settings in tuning_grid(arch, name):
-        paths = [
-            out / "runs" / "tuning" / arch / name / f"{_key(settings)},seed={seed}.json"
-            for seed in TUNING_SEEDS
-        ]
+        paths = [_record_path(out, arch, name, settings, seed) for seed in TUNING_SEEDS]
         if not all(path.is_file() for path in paths):
             return None
         scores.append((settings, [json.loads(path.read_text())["val_acc"] for path in paths]))
@@ -615,12 +621,6 @@ def tune(
                 )
             results[arch].append(TuningResult(arch, name, scores))
     return results
-
-
-#: Settings in the order they are run (the BatchNorm CNN on the tuning noise first).
-SETTINGS = (("cnn", "sym40"), ("mlp", "sym40"), ("cnn", "asym30"), ("mlp", "asym30"))
-#: Tuned after the experiment: it does not use them (ablation and an extra baseline).
-TUNED_LAST = ("fsgld_sigma", "sgld")
 
 
 def run_setting(pool, out: Path, arch: str, noise: str, seeds, winners) -> None:
