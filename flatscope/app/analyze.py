@@ -211,14 +211,17 @@ def analyze(
             :class:`~flatscope.errors.ReportError`. Without it an old report is replaced.
         figures: with ``out``, render the figures of
             :func:`flatscope.app.plot.render_report` after the metrics.
-        progress: draw progress bars on stderr (only when it is a terminal).
+        progress: show progress on stderr (redrawn bars on a terminal, a line every tenth or
+            30 seconds elsewhere) and, for analyses expected to take 10 seconds or more, the
+            cost estimate once the first products are timed (:mod:`flatscope.metrics.budget`).
         checkpoint: the checkpoint the weights came from, recorded in the report; without it
             the report records the SHA-256 of the weights.
         model_spec, data_spec, loss_spec: how the report names the model, data and loss
             (defaults: the checkpoint's model spec or the model's class; the bundle's spec or
             ``"custom"``; the loss spec or the callable's name).
         **settings: fields of :class:`~flatscope.metrics.settings.AnalysisSettings` (``seed``,
-            ``dtype``, ``num_matvecs``, ``top_k``, ...).
+            ``dtype``, ``budget``, ``num_matvecs``, ``top_k``, ...); the ``budget`` preset sets
+            the product budgets not given one by one.
 
     Raises:
         AnalysisError: unknown metric or bad setting, a ``--params`` pattern matching nothing,
@@ -253,6 +256,7 @@ def analyze(
         or (checkpoint.model_spec if checkpoint is not None else None)
         or f"{type(model).__module__}.{type(model).__qualname__}",
         "data": {**data_info, "num_samples": operator.num_samples},
+        "num_params": operator.shape[0],  # the parameters analysed
         "loss": loss_name,
         "settings": config.to_dict(),
     }
@@ -269,9 +273,10 @@ def analyze(
 
     if not report.has_metric("loss"):
         report.set_metric("loss", loss, loss_seconds)
-    for entry in entries:
-        if report.has_metric(entry):
-            continue
+    pending = [entry for entry in entries if not report.has_metric(entry)]
+    # the products each entry plans to spend: timed by the first products, the cost estimate
+    context.plan = {entry: metric_of(entry).budget(entry, config) for entry in pending}
+    for entry in pending:
         started = time.perf_counter()
         value = metric_of(entry).compute(entry, context)
         report.set_metric(entry, value, time.perf_counter() - started)

@@ -26,6 +26,14 @@ decides each "flatter" claim by Welch's one-sided test over seeds
 (:mod:`flatscope.app.seed_statistics`), each minimum claim by requiring it of every run, and
 refuses groups analysed on different data (:mod:`flatscope.app.groups`) unless forced.
 
+**What is tested.** ``only="flatter"`` tests just the comparisons with the references (a
+Langevin sampler such as fSGLD samples around a region, so the minimum criteria fail by
+design), ``only="minimum"`` just the minimum criteria. A reference of another model or data
+(its report's model spec, data spec, analysed parameters or number of parameters differ from
+the subject's) is refused with :class:`IncomparableReports` unless ``force``: its numbers
+describe another objective, and a "lower than" would be meaningless. Other differences (split,
+samples, labels, loss) are noted in the verdict.
+
 **Words.** When a minimum criterion fails the weights are not at a minimum (a stochastic
 optimizer such as fSGLD samples around a region rather than converging to a point); the verdict
 then speaks of lower curvature, not of a flatter minimum.
@@ -57,7 +65,22 @@ from flatscope.io.tables import as_number, format_number, format_table
 from flatscope.metrics import REGISTRY, VerifySettings
 from flatscope.metrics.criteria import FAIL, NOT_ESTABLISHED, PASS, Criterion, z_critical
 
-__all__ = ["Verification", "verify", "verify_groups"]
+__all__ = [
+    "IDENTITY",
+    "ONLY",
+    "IncomparableReports",
+    "Verification",
+    "check_only",
+    "reference_differences",
+    "verify",
+    "verify_groups",
+]
+
+#: What ``only`` may restrict a verdict to: the minimum criteria or the comparisons.
+ONLY = ("minimum", "flatter")
+#: Header fields on which a reference must agree with the subject (unless forced): which
+#: network (model spec, analysed parameters and their number) on which data.
+IDENTITY = (("model",), ("data", "spec"), ("settings", "params"), ("num_params",))
 
 #: What a verdict on single checkpoints covers.
 CHECKPOINT_SCOPE = (
@@ -70,6 +93,10 @@ GROUP_SCOPE = (
     "groups of runs: each 'vs' test is Welch's one-sided test over seeds, whose spread "
     "includes the estimators' noise; each minimum claim must hold for every run"
 )
+
+
+class IncomparableReports(FlatscopeError):
+    """A reference made from another model or data than the subject (module docs)."""
 
 
 @dataclass
@@ -182,6 +209,32 @@ def _comparability_notes(
     return notes
 
 
+def reference_differences(subject: Mapping[str, Any], reference: Mapping[str, Any]) -> list[str]:
+    """``"<field> (subject value vs reference value)"`` for each :data:`IDENTITY` field on
+    which the two report documents differ; a field that either report lacks is not compared
+    (reports written before flatscope recorded it)."""
+    out = []
+    for keys in IDENTITY:
+        mine, theirs = lookup(subject, keys), lookup(reference, keys)
+        if mine is not None and theirs is not None and mine != theirs:
+            out.append(f"{'.'.join(keys)} ({mine!r} vs {theirs!r})")
+    return out
+
+
+def check_only(only: str | None, references: int) -> None:
+    """Refuse an ``only`` that is not one of :data:`ONLY` or that leaves nothing to test.
+
+    Raises:
+        FlatscopeError: the reason, in one line.
+    """
+    if only is not None and only not in ONLY:
+        raise FlatscopeError(f"unknown --only {only!r}; choose one of {', '.join(ONLY)}")
+    if only == "flatter" and not references:
+        raise FlatscopeError("--only flatter needs a reference to be flatter than")
+    if only == "minimum" and references:
+        raise FlatscopeError("--only minimum tests the subject alone; drop the references")
+
+
 def verify(
     subject: Report | Mapping[str, Any],
     references: Mapping[str, Report | Mapping[str, Any]]
@@ -192,6 +245,8 @@ def verify(
     confidence: float = VerifySettings.confidence,
     sharpness: bool = False,
     subject_label: str | None = None,
+    only: str | None = None,
+    force: bool = False,
 ) -> Verification:
     """Check that ``subject`` is a minimum and flatter than each reference (module docs).
 
@@ -203,10 +258,14 @@ def verify(
         confidence: level of the one-sided z-tests, in ``[0.5, 1)``.
         sharpness: also require lower average-case sharpness than each reference.
         subject_label: how the verdict names the subject (default: its checkpoint path).
+        only: ``"flatter"`` tests only the comparisons, ``"minimum"`` only the minimum
+            criteria; ``None`` both.
+        force: compare with references of another model or data too (noted in the verdict).
 
     Raises:
-        TypeError: a report is not a report. ValueError: a tolerance or the confidence is out of
-            range.
+        IncomparableReports: a reference of another model or data, without ``force``.
+        FlatscopeError: ``only`` unknown or leaving nothing to test. TypeError: a report is not
+            a report. ValueError: a tolerance or the confidence is out of range.
     """
     settings = VerifySettings(grad_tol, neg_tol, confidence, sharpness)
     document = _document(subject, "subject")
@@ -215,9 +274,22 @@ def verify(
     else:
         documents = [_document(r, f"reference {i + 1}") for i, r in enumerate(references)]
         labelled = [(_label(d, f"reference {i + 1}"), d) for i, d in enumerate(documents)]
-    metrics = document["metrics"]
-    criteria = [c for m in REGISTRY.values() for c in m.minimum_criteria(metrics, settings)]
+    check_only(only, len(labelled))
     notes: list[str] = []
+    for label, reference in labelled:
+        differences = reference_differences(document, reference)
+        if differences and not force:
+            raise IncomparableReports(
+                f"reference {label} is not of the subject's model and data: "
+                f"{'; '.join(differences)} differ; pass --force (force=True) to compare anyway"
+            )
+        notes += [f"forced against {label} despite different {d}" for d in differences]
+    metrics = document["metrics"]
+    criteria = []
+    if only != "flatter":
+        criteria += [c for m in REGISTRY.values() for c in m.minimum_criteria(metrics, settings)]
+    else:
+        notes.append("the minimum criteria were not tested (only the comparisons)")
     for label, reference in labelled:
         theirs = reference["metrics"]
         for metric in REGISTRY.values():
@@ -227,7 +299,12 @@ def verify(
         subject=subject_label or _label(document, "the subject"),
         references=[label for label, _ in labelled],
         criteria=criteria,
-        settings={**asdict(settings), "z_critical": z_critical(confidence)},
+        settings={
+            **asdict(settings),
+            "z_critical": z_critical(confidence),
+            "only": only,
+            "force": force,
+        },
         notes=notes,
     )
 
@@ -332,6 +409,7 @@ def verify_groups(
     confidence: float = VerifySettings.confidence,
     sharpness: bool = False,
     force: bool = False,
+    only: str | None = None,
 ) -> Verification:
     """Check at the optimizer level that the runs of ``group`` sit at minima and at lower
     curvature than the runs of each reference group (module docs, "Scope").
@@ -348,12 +426,16 @@ def verify_groups(
         name: how the verdict names ``group``.
         grad_tol, neg_tol, confidence, sharpness: as for :func:`verify`.
         force: decide even across groups analysed on different data.
+        only: ``"flatter"`` tests only the comparisons over seeds, ``"minimum"`` only the
+            minimum claims; ``None`` both.
 
     Raises:
-        FlatscopeError: no reference group, an empty group, a glob that matches nothing.
+        FlatscopeError: no reference group, an empty group, a glob that matches nothing,
+            an ``only`` unknown or leaving nothing to test.
     """
     settings = VerifySettings(grad_tol, neg_tol, confidence, sharpness)
-    if not reference_groups:
+    check_only(only, len(reference_groups))
+    if not reference_groups and only != "minimum":
         raise FlatscopeError("verify of a group needs at least one reference group")
     if name in reference_groups:
         raise FlatscopeError(f"group name {name!r} is used twice")
@@ -366,6 +448,9 @@ def verify_groups(
                 by_claim.setdefault(criterion.name, {})[label] = criterion
     criteria = [_group_minimum(claim, per_run) for claim, per_run in by_claim.items()]
     notes: list[str] = []
+    if only == "flatter":
+        criteria = []
+        notes.append("the minimum claims were not tested (only the comparisons)")
     for reference in reference_groups:
         runs = loaded[name] + loaded[reference]
         refusal, forced = pair_refusal({e.label: e.document for e in runs}, force)
@@ -388,7 +473,12 @@ def verify_groups(
         subject=name,
         references=list(reference_groups),
         criteria=criteria,
-        settings={**asdict(settings), "z_critical": z_critical(confidence), "force": force},
+        settings={
+            **asdict(settings),
+            "z_critical": z_critical(confidence),
+            "force": force,
+            "only": only,
+        },
         notes=list(dict.fromkeys(notes)),
         scope=GROUP_SCOPE,
     )

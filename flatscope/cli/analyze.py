@@ -76,6 +76,7 @@ def add_analysis_options(
     from flatscope.app.inputs import DEFAULT_SUBSET
     from flatscope.cli.options import add_settings_options
     from flatscope.metrics import REGISTRY, AnalysisSettings, settings_of
+    from flatscope.metrics.settings import PRESET_SETTINGS
 
     source = parser.add_argument_group("model")
     source.add_argument(
@@ -129,9 +130,13 @@ def add_analysis_options(
         "flatscope run trained with, else cross_entropy)",
     )
     estimators = parser.add_argument_group("estimators")
-    chosen = settings_of(REGISTRY if metrics is None else metrics)
-    add_settings_options(estimators, AnalysisSettings, only={*chosen, *extra}, defaults=defaults)
-    estimators.add_argument("--quiet", action="store_true", help="no progress bars")
+    chosen = {*settings_of(REGISTRY if metrics is None else metrics), *extra}
+    if chosen & set(PRESET_SETTINGS):  # --budget sets them together
+        chosen.add("budget")
+    add_settings_options(estimators, AnalysisSettings, only=chosen, defaults=defaults)
+    estimators.add_argument(
+        "--quiet", action="store_true", help="no progress and no cost estimate on stderr"
+    )
 
 
 def analysis_settings(

@@ -44,9 +44,15 @@ training runs; for an optimizer-level claim give groups of at least 3 runs (seed
 each 'vs' claim is then Welch's one-sided test over seeds, each minimum claim must hold for
 every run, and groups analysed on different data are refused unless --force.
 
+--only flatter tests just the 'vs' claims (a Langevin sampler such as fSGLD samples around a
+minimum, so the minimum criteria fail by design); --only minimum just the minimum ones. A
+reference of another model or data (model spec, data spec, analysed parameters or their
+number differ) is refused, exit status 2, unless --force.
+
 examples:
   flatscope verify runs/fsgld/final.pt --reference runs/sgd/final.pt
   flatscope verify runs/fsgld/final.pt --reference runs/sgd/analysis/report.json --json
+  flatscope verify runs/fsgld/final.pt --reference runs/sgd/final.pt --only flatter
   flatscope verify --group fsgld='runs/fsgld-seed*' --reference-group sgd='runs/sgd-seed*'
 
 exit status: 0 every claim holds; 1 a claim fails or is not established; 2 bad input.
@@ -104,6 +110,7 @@ def is_report_file(path: str | Path) -> bool:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``flatscope verify``."""
+    from flatscope.app.verify import ONLY
     from flatscope.cli.analyze import add_analysis_options
     from flatscope.metrics import VerifySettings
 
@@ -141,7 +148,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="be flatter than this group of runs, over seeds (repeatable)",
     )
     claims.add_argument(
-        "--force", action="store_true", help="decide even across groups on different data"
+        "--only",
+        choices=ONLY,
+        help="test only the minimum criteria, or only the comparisons with the references "
+        "(flatter: for samplers such as fSGLD, which sample around a minimum; default both)",
+    )
+    claims.add_argument(
+        "--force",
+        action="store_true",
+        help="decide even against a reference of another model or data (model spec, data "
+        "spec, parameters) and across groups on different data",
     )
     claims.add_argument(
         "--grad-tol",
@@ -236,19 +252,27 @@ def _verify_groups(args: argparse.Namespace):
         confidence=args.confidence,
         sharpness=args.sharpness,
         force=args.force,
+        only=args.only,
     )
 
 
 def _verify_checkpoints(args: argparse.Namespace):
-    from flatscope.app.verify import verify
+    from flatscope.app.verify import check_only, verify
     from flatscope.cli.analyze import analysis_settings
     from flatscope.errors import FlatscopeError
 
     if args.subject is None:
         raise FlatscopeError("give a checkpoint or report to verify (or --group)")
-    metrics = METRICS if args.sharpness else METRICS[:3]
-    subject_settings = analysis_settings(args, SUBJECT_DEFAULTS)
+    check_only(args.only, len(args.reference))
+    if args.only == "minimum":  # the gradient (always analysed) and the extreme eigenvalues
+        metrics = ("eigenvalues",)
+    else:
+        metrics = METRICS if args.sharpness else METRICS[:3]
     reference_settings = analysis_settings(args, {**SUBJECT_DEFAULTS, "bottom_k": 0})
+    # the most negative eigenvalue serves only the negative-curvature criterion
+    subject_settings = (
+        reference_settings if args.only == "flatter" else analysis_settings(args, SUBJECT_DEFAULTS)
+    )
     reports = _read_all(args, [args.subject, *args.reference])
     subject = _load(args, args.subject, reports, metrics, subject_settings)
     references = {
@@ -262,4 +286,6 @@ def _verify_checkpoints(args: argparse.Namespace):
         confidence=args.confidence,
         sharpness=args.sharpness,
         subject_label=args.subject,
+        only=args.only,
+        force=args.force,
     )

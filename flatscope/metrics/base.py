@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from flatscope.distributed import is_distributed
+from flatscope.metrics.budget import ESTIMATE_SECONDS, estimate_cost
 from flatscope.metrics.criteria import Criterion, z_critical
 from flatscope.metrics.settings import AnalysisError, AnalysisSettings, flag
 from flatscope.operators.base import LinearOperator
@@ -65,18 +68,55 @@ class VerifySettings:
             raise AnalysisError(str(err)) from None
 
 
-class _Ticking(LinearOperator):
-    """The operator with a progress tick per product batch (``k`` columns advance ``k``)."""
+def _columns_per_call(operator: LinearOperator, k: int) -> int:
+    """How many of ``k`` columns to multiply in one call so that the progress moves as columns
+    complete at no extra cost.
 
-    def __init__(self, operator: LinearOperator, progress: Progress) -> None:
+    A Hessian whose columns run in a loop on kept first-order graphs (the CPU's mode) costs the
+    same one column at a time; one that chunks its columns by memory (batched and
+    forward-over-reverse modes) gets its own chunks. Every other operator gets all of them: a
+    Hessian that rebuilds its graphs on every call, the GGN (a forward pass per call) and the
+    Fisher (per-sample gradients per call, shared by the columns) would pay per call, and on
+    several ranks, whose kept graphs may differ, the calls must not.
+    """
+    chunk_size = getattr(operator, "chunk_size", None)
+    if chunk_size is None or is_distributed():
+        return k
+    mode = getattr(operator, "hvp_mode", None)
+    if mode == "forward":
+        return chunk_size(k)
+    if getattr(operator, "graphs_kept", None) is not True:
+        return k
+    return 1 if getattr(operator, "column_mode", None) == "loop" else chunk_size(k)
+
+
+class _Ticking(LinearOperator):
+    """The operator with a progress tick per product, which also times the products for the
+    analysis's cost estimate (:meth:`AnalysisContext.record`).
+
+    Its columns run in calls of :func:`_columns_per_call` columns, the first product of an
+    analysis alone: it also builds the graphs the later products reuse, so the one after it
+    is the first whose time tells the cost of the rest.
+    """
+
+    def __init__(
+        self, operator: LinearOperator, progress: Progress, context: AnalysisContext
+    ) -> None:
         super().__init__(operator.shape, operator.dtype, operator.device, operator.blocks)
         self.operator = operator
         self.progress = progress
+        self.context = context
 
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
-        out = self.operator @ V
-        self.progress.update(V.shape[1])
-        return out
+        k, done, parts = V.shape[1], 0, []
+        while done < k:
+            size = 1 if self.context.products == 0 else _columns_per_call(self.operator, k - done)
+            started = time.perf_counter()
+            parts.append(self.operator @ V[:, done : done + size])
+            done += size
+            self.context.record(size, time.perf_counter() - started, self.progress)
+            self.progress.update(size)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
 @dataclasses.dataclass
@@ -88,8 +128,11 @@ class AnalysisContext:
         model, loss_fn, batches: the analysis' inputs (``batches`` as the operator reads them).
         operator: the Hessian of the mean loss over ``batches``.
         settings: the analysis settings.
-        progress: whether to draw progress bars.
+        progress: whether to show progress (and the cost estimate).
+        plan: ``{entry: products}`` the analysis will compute (each metric's
+            :meth:`Metric.budget`); with the first products' times it makes the cost estimate.
         shared: results computed once per analysis (see :meth:`once`).
+        products: the Hessian-vector products done so far through :meth:`run`.
     """
 
     model: torch.nn.Module
@@ -98,7 +141,11 @@ class AnalysisContext:
     operator: LinearOperator
     settings: AnalysisSettings
     progress: bool = False
+    plan: dict[str, int] = dataclasses.field(default_factory=dict)
     shared: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    products: int = 0
+    _first_seconds: float | None = dataclasses.field(default=None, repr=False)
+    _estimated: bool = dataclasses.field(default=False, repr=False)
 
     def once(self, key: str, compute: Callable[[], Any]) -> Any:
         """``compute()`` the first time ``key`` is asked for in this analysis, then its stored
@@ -110,7 +157,23 @@ class AnalysisContext:
     def run(self, label: str, total: int | None, compute: Callable[[LinearOperator], Any]) -> Any:
         """``compute(operator)`` with a progress bar that advances with every product."""
         with Progress(label, total, enabled=self.progress) as bar:
-            return compute(_Ticking(self.operator, bar))
+            return compute(_Ticking(self.operator, bar, self))
+
+    def record(self, columns: int, seconds: float, bar: Progress) -> None:
+        """Count ``columns`` products that took ``seconds``. The call after the first product
+        times the cost of the rest: then the estimate of :attr:`plan` is written through
+        ``bar``, once, when the analysis is expected to take at least
+        :data:`~flatscope.metrics.budget.ESTIMATE_SECONDS`."""
+        self.products += columns
+        if self._first_seconds is None:
+            self._first_seconds = seconds
+            return
+        if self._estimated:
+            return
+        self._estimated = True
+        estimate = estimate_cost(self.plan, self._first_seconds, seconds / columns)
+        if estimate.seconds >= ESTIMATE_SECONDS:
+            bar.message(estimate.text())
 
 
 class Metric:

@@ -1,6 +1,16 @@
-"""What an analysis can hold: checked against the parameters analysed and the device's
-memory before any product (the settings' own limits are checked by
-:class:`~flatscope.metrics.settings.AnalysisSettings`).
+"""What an analysis can hold and what it will cost.
+
+**Cost.** Each metric declares the Hessian-vector products it plans to spend at most
+(:meth:`~flatscope.metrics.base.Metric.budget`; the ``--budget`` presets of
+:data:`~flatscope.metrics.settings.BUDGETS` set them together). Once the first products have
+been timed, :func:`estimate_cost` turns those budgets into time: the first product also builds
+the first-order graphs that the later ones reuse, so it counts once at its own time and every
+other product at the time of the one after it. The budgets of eigenvalue searches are upper
+bounds (they stop when converged), so is the estimate; other work (the loss, sharpness' loss
+evaluations) is not in it.
+
+**Size.** Checked against the parameters analysed and the device's memory before any product
+(the settings' own limits are checked by :class:`~flatscope.metrics.settings.AnalysisSettings`).
 
 - Eigenvalue counts cannot exceed the number of parameters analysed ``d``.
 - The vectors an estimator holds at once must fit in the memory of the device. Counted in
@@ -14,14 +24,76 @@ memory before any product (the settings' own limits are checked by
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from flatscope.metrics.settings import AnalysisError, flag
+from flatscope.progress import format_seconds
 
-__all__ = ["check_problem_size", "device_memory"]
+__all__ = [
+    "ESTIMATE_SECONDS",
+    "CostEstimate",
+    "check_problem_size",
+    "device_memory",
+    "estimate_cost",
+]
+
+#: The cost estimate is shown for analyses expected to take at least this long.
+ESTIMATE_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """The expected products and seconds of each planned entry and in total.
+
+    Attributes:
+        products: ``{entry: products}``, the entries' budgets.
+        entry_seconds: ``{entry: seconds}``, the first entry's including the first product.
+        first_seconds: the first product's time (it also builds the kept graphs).
+        product_seconds: the time of a product after it.
+    """
+
+    products: dict[str, int]
+    entry_seconds: dict[str, float]
+    first_seconds: float
+    product_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        """The expected total time."""
+        return sum(self.entry_seconds.values())
+
+    def text(self) -> str:
+        """The estimate as a small table, one line per entry and the total."""
+        lines = [
+            f"estimated cost: {format_seconds(self.product_seconds)} per Hessian-vector product "
+            f"(the first, which builds the graphs: {format_seconds(self.first_seconds)}); "
+            "eigenvalue searches may stop before their budget"
+        ]
+        rows = [*self.products.items(), ("total", sum(self.products.values()))]
+        for name, count in rows:
+            seconds = self.seconds if name == "total" else self.entry_seconds[name]
+            lines.append(f"  {name:<24} {count:>9,} HVPs  {format_seconds(seconds):>8}")
+        return "\n".join(lines)
+
+
+def estimate_cost(
+    plan: Mapping[str, int | None], first_seconds: float, product_seconds: float
+) -> CostEstimate:
+    """The cost of the planned entries' budgets (module docs): the first product at
+    ``first_seconds``, every other at ``product_seconds``. Entries without products
+    (budget ``None`` or 0) are left out."""
+    products = {entry: count for entry, count in plan.items() if count}
+    seconds, first = {}, True
+    for entry, count in products.items():
+        seconds[entry] = (
+            (first_seconds + (count - 1) * product_seconds) if first else (count * product_seconds)
+        )
+        first = False
+    return CostEstimate(products, seconds, first_seconds, product_seconds)
 
 
 def device_memory(device: torch.device) -> int | None:

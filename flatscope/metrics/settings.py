@@ -17,10 +17,12 @@ from flatscope.errors import FlatscopeError
 from flatscope.linalg.trace import METHODS
 
 __all__ = [
+    "BUDGETS",
     "COMMON_SETTINGS",
     "CURVATURES",
     "DTYPES",
     "MAX_MATVECS",
+    "PRESET_SETTINGS",
     "TRACE_MIN_MATVECS",
     "AnalysisError",
     "AnalysisSettings",
@@ -38,6 +40,36 @@ COMMON_SETTINGS = ("seed", "dtype", "device", "params", "curvature")
 TRACE_MIN_MATVECS = {"hutchinson": 2, "hutchpp": 4, "na_hutchpp": 6, "xtrace": 4}
 #: The most products one estimate may spend (each one is a pass over all of the data).
 MAX_MATVECS = 1_000_000
+#: The ``--budget`` presets: the product budgets (and the eigenvalue tolerance, which decides
+#: when an eigenvalue search stops spending) of every metric together. ``standard`` is the
+#: default; ``quick`` spends about a quarter of its products with wider error bars (a trace
+#: estimate's error shrinks like ``1/m`` for Hutch++, Meyer et al. 2021, so 30 products give
+#: about 3x the error of 100), ``precise`` about four times more.
+BUDGETS: dict[str, dict[str, Any]] = {
+    "quick": {
+        "num_matvecs": 30,
+        "eig_max_matvecs": 150,
+        "eig_tol": 1e-2,
+        "density_steps": 40,
+        "density_probes": 1,
+    },
+    "standard": {
+        "num_matvecs": 100,
+        "eig_max_matvecs": 500,
+        "eig_tol": 1e-3,
+        "density_steps": 90,
+        "density_probes": 2,
+    },
+    "precise": {
+        "num_matvecs": 300,
+        "eig_max_matvecs": 2000,
+        "eig_tol": 1e-4,
+        "density_steps": 150,
+        "density_probes": 8,
+    },
+}
+#: The settings a preset sets: ``None`` in :class:`AnalysisSettings` means "from the preset".
+PRESET_SETTINGS = tuple(BUDGETS["standard"])
 
 
 class AnalysisError(FlatscopeError, ValueError):
@@ -53,6 +85,13 @@ def _field(default: Any, help: str, **metadata: Any) -> Any:
     return dataclasses.field(default=default, metadata={"help": help, **metadata})
 
 
+def _preset_field(name: str, help: str, **metadata: Any) -> Any:
+    """Setting ``name``, which ``budget`` sets unless it is given; its help states every
+    preset's value (the command line shows no single default for it)."""
+    values = ", ".join(f"{preset} {BUDGETS[preset][name]:g}" for preset in BUDGETS)
+    return _field(None, f"{help} (default set by --budget: {values})", **metadata)
+
+
 @dataclasses.dataclass(frozen=True)
 class AnalysisSettings:
     """Everything besides model, loss and data that determines an analysis' numbers.
@@ -65,6 +104,9 @@ class AnalysisSettings:
         curvature: the matrix every product multiplies: ``"hessian"``, ``"ggn"`` (the
             generalized Gauss-Newton matrix) or ``"fisher"`` (the empirical Fisher).
         trace_method: a method of :func:`flatscope.linalg.trace`.
+        budget: a preset of :data:`BUDGETS` that sets the product budgets below (and
+            ``eig_tol``) left at ``None``; values given one by one win, and after construction
+            every one of them holds a number (what the report records).
         num_matvecs: Hessian-vector products of the trace and the diagonal estimates.
         top_k, bottom_k: how many largest and most negative eigenvalues to find.
         eig_tol: eigenvalues stop when every residual is at most ``eig_tol * max|theta|``.
@@ -95,24 +137,34 @@ class AnalysisSettings:
         choices=CURVATURES,
     )
     trace_method: str = _field("hutchpp", "trace estimator", choices=tuple(METHODS))
-    num_matvecs: int = _field(
-        100,
+    budget: str = _field(
+        "standard",
+        "sets the product budgets of every metric together (each budget option states its "
+        "preset values); options given one by one win",
+        choices=tuple(BUDGETS),
+    )
+    num_matvecs: int | None = _preset_field(
+        "num_matvecs",
         "Hessian-vector products for the trace and the diagonal: at least 2 (hutchinson), 4 "
         "(hutchpp, xtrace) or 6 (na_hutchpp), at most 1,000,000",
         minimum=2,
     )
     top_k: int = _field(5, "number of largest eigenvalues, at most the parameters", minimum=1)
     bottom_k: int = _field(0, "number of most negative eigenvalues; 0 skips them", minimum=0)
-    eig_tol: float = _field(1e-3, "eigenvalues stop at residuals <= tol * |lambda_max|")
-    eig_max_matvecs: int = _field(
-        500, "product budget of each eigenvalue search, at most 1,000,000", minimum=1
+    eig_tol: float | None = _preset_field(
+        "eig_tol", "eigenvalues stop at residuals <= tol * |lambda_max|"
     )
-    density_steps: int = _field(
-        90,
+    eig_max_matvecs: int | None = _preset_field(
+        "eig_max_matvecs", "product budget of each eigenvalue search, at most 1,000,000", minimum=1
+    )
+    density_steps: int | None = _preset_field(
+        "density_steps",
         "Lanczos steps per probe of the spectral density (steps x probes <= 1,000,000)",
         minimum=1,
     )
-    density_probes: int = _field(2, "random probes of the spectral density", minimum=1)
+    density_probes: int | None = _preset_field(
+        "density_probes", "random probes of the spectral density", minimum=1
+    )
     sharpness_sigma: float = _field(0.01, "std of the Gaussian perturbation, average sharpness")
     sharpness_rho: float = _field(0.05, "l2 radius of worst-case sharpness")
     adaptive_sigma: float = _field(
@@ -127,11 +179,15 @@ class AnalysisSettings:
     )
 
     def __post_init__(self) -> None:
+        if self.budget in BUDGETS:  # the preset fills what was not given
+            for name, value in BUDGETS[self.budget].items():
+                if getattr(self, name) is None:
+                    object.__setattr__(self, name, value)
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
             if "minimum" in item.metadata:
                 _check_integer(item.name, value, item.metadata["minimum"])
-            elif item.type == "float":
+            elif item.type.startswith("float"):
                 _check_positive(item.name, value)
             if "choices" in item.metadata and value not in item.metadata["choices"]:
                 raise AnalysisError(

@@ -21,6 +21,7 @@ from flatscope.linalg import diagonal
 from flatscope.metrics import AnalysisError, AnalysisSettings, entries_of, parse_metrics
 from flatscope.metrics import diagonal as diagonal_metric
 from flatscope.metrics import sharpness as sharpness_metric
+from flatscope.metrics.settings import BUDGETS
 from flatscope.models import build_model
 from flatscope.operators.params import flatten, unflatten
 
@@ -311,3 +312,45 @@ def test_summary_lists_every_metric(problem):
     for name in report.metrics:
         assert f"\n{name} " in text
     assert "(hutchpp)" in text and "residuals <=" in text
+
+
+def test_the_bar_moves_per_product_and_the_numbers_are_the_operators(problem, monkeypatch):
+    """Hutch++ asks for two columns at a time; on kept graphs they run one by one, with the
+    same numbers as the estimator on the operator itself."""
+    from flatscope.linalg import trace
+    from flatscope.operators import HessianOperator
+    from flatscope.progress import Progress
+
+    steps = []
+    update = Progress.update
+    monkeypatch.setattr(Progress, "update", lambda bar, n=1: (steps.append(n), update(bar, n)))
+    report = run(problem, "trace", progress=True, num_matvecs=6)
+    assert steps == [1] * 6
+    model, batches, _ = problem
+    direct = trace(HessianOperator(model, F.cross_entropy, batches), "hutchpp", 6, seed=0)
+    assert report.metrics["hessian_trace"]["value"] == direct.value
+
+
+def test_the_cost_estimate_lists_every_planned_budget(problem, monkeypatch):
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a log, not a terminal
+    monkeypatch.setattr("flatscope.metrics.base.ESTIMATE_SECONDS", math.inf)
+    run(problem, "trace,eigenvalues,density", progress=True, **FAST)
+    assert sys.stderr.getvalue() == ""  # shorter than the threshold: no estimate
+    monkeypatch.setattr("flatscope.metrics.base.ESTIMATE_SECONDS", 0.0)
+    run(problem, "trace,eigenvalues,density", progress=True, **FAST)
+    lines = sys.stderr.getvalue().splitlines()
+    assert lines[0].startswith("estimated cost: ")
+    rows = {line.split()[0]: line.split()[1] for line in lines[1:]}
+    budgets = {"hessian_trace": 6, "top_eigenvalues": 500, "spectral_density": 8}
+    assert rows == {**{k: str(v) for k, v in budgets.items()}, "total": "514"}
+
+
+def test_a_budget_preset_is_recorded_with_the_settings_it_gave(problem):
+    report = run(problem, "trace,density", budget="quick", density_steps=5)
+    settings = report.to_dict()["settings"]
+    assert settings["budget"] == "quick"
+    assert (settings["num_matvecs"], settings["density_steps"]) == (30, 5)
+    assert report.metrics["hessian_trace"]["num_matvecs"] == 30
+    assert (
+        report.metrics["spectral_density"]["num_matvecs"] == 5 * BUDGETS["quick"]["density_probes"]
+    )

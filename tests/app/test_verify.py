@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from flatscope.app.analyze import analyze
-from flatscope.app.verify import verify, verify_groups
+from flatscope.app.verify import IncomparableReports, verify, verify_groups
+from flatscope.errors import FlatscopeError
 from flatscope.io.report import to_jsonable
 from flatscope.linalg import trace
 from flatscope.metrics.criteria import (
@@ -309,14 +310,81 @@ def test_where_verify_says_not_a_minimum_it_does_not_say_minimum():
     assert conclusion in verdict.table().splitlines()[-1]
 
 
-def test_reports_of_other_data_are_flagged():
-    subject = {"metrics": metrics(trace=(10.0, 0.1)), "data": {"spec": "digits"}}
-    reference = {"metrics": metrics(trace=(20.0, 0.1)), "data": {"spec": "synthetic"}}
+MLP = {"model": "mlp:hidden=8", "data": {"spec": "digits"}, "num_params": 610}
+
+
+def test_reports_of_other_splits_and_estimators_are_noted():
+    subject = {**MLP, "metrics": metrics(trace=(10.0, 0.1))}
+    reference = {**MLP, "metrics": metrics(trace=(20.0, 0.1)), "loss": "mse"}
     notes = verify(subject, {"ref": reference}).notes
-    assert any("data.spec differs" in note for note in notes)
+    assert any(note.startswith("loss differs") for note in notes)
     reference["metrics"]["hessian_trace"]["method"] = "xtrace"
     notes = verify(subject, {"ref": reference}).notes
     assert any("xtrace, whose error estimate runs low" in note for note in notes)
+
+
+@pytest.mark.parametrize(
+    "change, differs",
+    [
+        ({"model": "cnn:width=8"}, "model ('mlp:hidden=8' vs 'cnn:width=8')"),
+        ({"data": {"spec": "synthetic"}}, "data.spec ('digits' vs 'synthetic')"),
+        ({"num_params": 1234}, "num_params (610 vs 1234)"),
+        ({"settings": {"params": ["fc.*"]}}, "settings.params (['0.*'] vs ['fc.*'])"),
+    ],
+)
+def test_a_reference_of_another_model_or_data_is_refused_unless_forced(change, differs):
+    subject = {**MLP, "settings": {"params": ["0.*"]}, "metrics": metrics(trace=(10.0, 0.1))}
+    reference = {**subject, **change, "metrics": metrics(trace=(20.0, 0.1))}
+    with pytest.raises(IncomparableReports) as refused:
+        verify(subject, {"ref": reference})
+    message = str(refused.value)
+    assert "\n" not in message and differs in message and "--force" in message
+    verdict = verify(subject, {"ref": reference}, force=True, only="flatter")
+    assert verdict.criteria[0].name == "trace" and verdict.criteria[0].status == PASS
+    assert f"forced against ref despite different {differs}" in verdict.notes
+
+
+def test_a_report_without_a_field_is_compared_on_the_others():
+    subject = {**MLP, "metrics": metrics(trace=(10.0, 0.1))}
+    older = {"model": MLP["model"], "data": MLP["data"], "metrics": metrics(trace=(20.0, 0.1))}
+    assert verify(subject, {"ref": older}, only="flatter").criteria[0].status == PASS
+    with pytest.raises(IncomparableReports, match="model"):
+        verify(subject, {"ref": {**older, "model": "cnn"}})
+
+
+def test_only_flatter_tests_just_the_comparisons():
+    """A sampler's subject: far from a minimum (gradient and negative curvature fail), yet of
+    lower trace and top eigenvalue than the reference."""
+    sampler = metrics(trace=(10.0, 0.1), scaled=(1.0, 0.01), top=(1.0, 0.01), bottom=(-0.5, 0.01))
+    sampler["gradient_norm"] = 5.0
+    reference = metrics(trace=(20.0, 0.1), scaled=(2.0, 0.01), top=(2.0, 0.01))
+    full = verify({**MLP, "metrics": sampler}, {"ref": {**MLP, "metrics": reference}})
+    assert not full.holds
+    assert {c.name for c in full.criteria if c.status == FAIL} == {
+        "gradient",
+        "negative_curvature",
+    }
+    only = verify(
+        {**MLP, "metrics": sampler}, {"ref": {**MLP, "metrics": reference}}, only="flatter"
+    )
+    assert only.holds and all(c.reference == "ref" for c in only.criteria)
+    assert [c.status for c in only.criteria] == [c.status for c in full.criteria[2:]]
+    assert only.settings["only"] == "flatter" and "not tested" in only.notes[0]
+    minimum = verify({**MLP, "metrics": sampler}, only="minimum")
+    assert [c.name for c in minimum.criteria] == ["gradient", "negative_curvature"]
+
+
+@pytest.mark.parametrize(
+    "only, references, message",
+    [
+        ("flatter", {}, "--only flatter needs a reference"),
+        ("minimum", {"ref": {"metrics": metrics()}}, "--only minimum tests the subject alone"),
+        ("both", {}, "unknown --only 'both'; choose one of minimum, flatter"),
+    ],
+)
+def test_an_only_that_leaves_nothing_to_test_is_refused(only, references, message):
+    with pytest.raises(FlatscopeError, match=message):
+        verify({"metrics": metrics()}, references, only=only)
 
 
 def test_bad_tolerances_are_refused():

@@ -222,6 +222,22 @@ def test_a_run_writes_figures_and_prints_the_summary(workspace, capsys):
     assert {p.name for p in out.iterdir()} == expected
 
 
+def test_a_budget_preset_sets_what_is_not_given_and_the_report_records_both(workspace, capsys):
+    root = workspace["root"]
+    out = root / "quick"
+    options = ["--subset", "64", "--metrics", "trace,density", "--quiet", "--no-figures"]
+    argv = [str(root / "flatscope.pt"), *options, "--budget", "quick", "--density-steps", "5"]
+    assert main(["analyze", *argv, "--out", str(out)]) == 0
+    capsys.readouterr()
+    report = Report.load(out / "report.json").to_dict()
+    quick = AnalysisSettings(budget="quick")
+    assert report["settings"]["budget"] == "quick"
+    assert report["settings"]["num_matvecs"] == quick.num_matvecs
+    assert report["settings"]["density_steps"] == 5  # given, so it wins over the preset
+    assert report["metrics"]["hessian_trace"]["num_matvecs"] == quick.num_matvecs
+    assert report["num_params"] == sum(p.numel() for p in build_model(SPEC).parameters())
+
+
 def test_resume_after_a_partial_run_ends_like_one_run(workspace, capsys):
     root = workspace["root"]
     out = root / "partial"
@@ -333,6 +349,7 @@ MODEL = ["--model", SPEC]
         (["raw.pt", *MODEL, "--subset", "5000"], "subset must be an integer in 1..1079"),
         (["raw.pt", *MODEL, "--loss", "hinge"], "unknown loss 'hinge'"),
         (["raw.pt", *MODEL, "--top-k", "0"], "top_k (--top-k) must be an integer >= 1"),
+        (["raw.pt", *MODEL, "--budget", "fast"], "unknown budget (--budget) 'fast'; choose one"),
         (["raw.pt", *MODEL, "--params", "conv*"], "'conv*' matches no parameter"),
         (["raw.pt", *MODEL, "--out", "a_file/report"], "a_file is a file, not a directory"),
         (["raw.pt"], "does not say which model it holds; pass --model"),

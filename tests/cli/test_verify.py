@@ -185,3 +185,27 @@ def test_bad_groups_exit_two_with_one_line(tmp_path, capsys, monkeypatch, args, 
     assert main(["verify", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_only_flatter_skips_the_minimum_criteria(reports, capsys):
+    sharp, flat = reports["sharp"], reports["flat"]
+    # the sharp report has no bottom eigenvalue: the minimum side is not established
+    assert main(["verify", sharp, "--reference", flat]) == 1
+    capsys.readouterr()
+    assert main(["verify", flat, "--reference", sharp, "--only", "flatter"]) == 0
+    out = capsys.readouterr().out
+    assert "gradient" not in out and "negative curvature" not in out
+    assert "note: the minimum criteria were not tested" in out
+
+
+def test_a_reference_of_another_model_is_refused_unless_forced(reports, tmp_path, capsys):
+    other = json.loads(open(reports["sharp"]).read())
+    other["model"] = "cnn:width=4"
+    (tmp_path / "cnn.json").write_text(json.dumps(other))
+    argv = ["verify", reports["flat"], "--reference", str(tmp_path / "cnn.json")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "model (" in err and "'cnn:width=4')" in err
+    assert "--force" in err and "Traceback" not in err
+    assert main([*argv, "--force"]) == 0
+    assert "note: forced against" in capsys.readouterr().out

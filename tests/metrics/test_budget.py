@@ -1,4 +1,5 @@
-"""Limits checked before any work: each trace method's minimum, product caps, memory."""
+"""Limits checked before any work (each trace method's minimum, product caps, memory), the
+--budget presets and the cost estimate."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from flatscope.app.analyze import analyze
 from flatscope.errors import FlatscopeError
 from flatscope.linalg import trace
 from flatscope.metrics import budget
-from flatscope.metrics.budget import check_problem_size
+from flatscope.metrics.budget import check_problem_size, estimate_cost
 from flatscope.metrics.settings import (
+    BUDGETS,
     MAX_MATVECS,
+    PRESET_SETTINGS,
     TRACE_MIN_MATVECS,
     AnalysisError,
     AnalysisSettings,
@@ -56,3 +59,54 @@ def test_analyze_refuses_before_computing_anything(tmp_path):
     with pytest.raises(AnalysisError, match="more than the 8 parameters"):
         analyze(model, "cross_entropy", data, "eigenvalues", out=tmp_path / "out", top_k=9)
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ presets and the estimate
+
+
+@pytest.mark.parametrize("preset", list(BUDGETS))
+def test_a_preset_sets_every_budget_and_options_given_one_by_one_win(preset):
+    settings = AnalysisSettings(budget=preset)
+    assert {name: getattr(settings, name) for name in PRESET_SETTINGS} == BUDGETS[preset]
+    mixed = AnalysisSettings(budget=preset, num_matvecs=12, density_probes=3)
+    assert (mixed.num_matvecs, mixed.density_probes) == (12, 3)
+    assert mixed.eig_max_matvecs == BUDGETS[preset]["eig_max_matvecs"]
+    recorded = mixed.to_dict()
+    assert recorded["budget"] == preset and recorded["num_matvecs"] == 12
+    assert AnalysisSettings(**recorded) == mixed  # the report's settings rebuild them
+
+
+def test_the_presets_are_ordered_and_standard_is_the_default():
+    assert AnalysisSettings() == AnalysisSettings(budget="standard")
+    for name in PRESET_SETTINGS:
+        quick, standard, precise = (BUDGETS[p][name] for p in ("quick", "standard", "precise"))
+        if name == "eig_tol":  # a smaller tolerance spends more
+            assert quick > standard > precise
+        else:
+            assert quick <= standard <= precise
+
+
+def test_an_unknown_preset_is_refused_by_name():
+    with pytest.raises(
+        AnalysisError, match="unknown budget .--budget. 'fast'; choose one of quick"
+    ):
+        AnalysisSettings(budget="fast")
+
+
+def test_the_estimate_counts_the_first_product_once_at_its_own_time():
+    plan = {"hessian_trace": 30, "loss": None, "top_eigenvalues": 150, "spectral_density": 40}
+    estimate = estimate_cost(plan, first_seconds=5.2, product_seconds=0.5)
+    assert estimate.products == {
+        "hessian_trace": 30,
+        "top_eigenvalues": 150,
+        "spectral_density": 40,
+    }
+    assert estimate.entry_seconds == {
+        "hessian_trace": pytest.approx(5.2 + 29 * 0.5),
+        "top_eigenvalues": 75.0,
+        "spectral_density": 20.0,
+    }
+    assert estimate.seconds == pytest.approx(5.2 + 219 * 0.5)
+    lines = estimate.text().splitlines()
+    assert lines[1].split() == ["hessian_trace", "30", "HVPs", "19.7s"]
+    assert lines[-1].split() == ["total", "220", "HVPs", "1m55s"]
