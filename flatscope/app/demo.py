@@ -31,8 +31,8 @@ consulted. The winners, their margins over the runners-up and which sit at a gri
 its high end. SGLD keeps the value of the demo's earlier tuning (lr 0.02, beta_inv 1e-5; 4 x 4
 grid, 30 epochs, two seeds): the study had no time left to tune it on the wider grid.
 
-Modes: :data:`FULL` (5 seeds, 20 epochs; about 15 minutes on 2 busy cores) and :data:`QUICK`
-(1 seed, 10 epochs, smaller analysis: no test over seeds; within 2 minutes). Cut from the demo
+Modes: :data:`FULL` (5 seeds, 20 epochs; 722 s on a busy 2-core machine) and :data:`QUICK`
+(1 seed, 10 epochs, smaller analysis: no test over seeds; 99 s there). Cut from the demo
 and left to the study: matched-loss comparison (it needs every checkpoint analysed),
 adaptive sharpness, the MLP and the second noise setting, the fSGLD ablations.
 

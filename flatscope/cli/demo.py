@@ -16,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         + ". Prints one table (clean test accuracy, train loss, raw and scaled Hessian trace, "
         "top eigenvalue, seconds per epoch; mean ± sd over 5 seeds), fSGLD / SGD and fSGLD / SAM "
         "ratios with intervals over seeds, and writes figures and report.md into --out. "
-        "About 6 minutes on one idle core (estimated; 15 on busy ones); --quick under 2 minutes. "
+        "About 12 minutes on a busy 2-core machine; --quick under 2 minutes. "
         "benchmarks/noisy_label_study.py adds matched loss, a second architecture and noise.",
     )
     parser.add_argument("--out", default="flatscope-demo", help="output directory (%(default)s)")
