@@ -119,8 +119,9 @@ class CurvatureOperator(LinearOperator):
         raise NotImplementedError
 
     def _mean(self, total: torch.Tensor) -> torch.Tensor:
-        """``sum_b n_b C_b P`` of this rank, summed over the ranks and divided by ``N``."""
-        return all_reduce_sum(total) / self.num_samples
+        """``sum_b n_b C_b P`` of this rank, summed over the ranks and divided by ``N``, in
+        place (no second copy of ``k`` columns)."""
+        return all_reduce_sum(total).div_(self.num_samples)
 
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
         P = V.T.contiguous()  # one probe per row: each column's work reads contiguous memory
@@ -128,4 +129,5 @@ class CurvatureOperator(LinearOperator):
         with self.objective.evaluating():
             for inputs, targets, n in self.objective.batches():
                 total.add_(self._batch_product(inputs, targets, P), alpha=n)
+        del P  # the probes' transposed copy, before the result's
         return self._mean(total).T.contiguous()

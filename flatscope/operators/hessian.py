@@ -196,6 +196,7 @@ class HessianOperator(CurvatureOperator):
                     self.hvp_mode = "double_backward"
             if self.hvp_mode == "double_backward":
                 out = self._double_backward_sum(P)
+        del P  # the probes' transposed copy, before the result's
         return self._mean(out).T.contiguous()
 
     def chunk_size(self, k: int) -> int:
