@@ -8,7 +8,9 @@ see :class:`~flatscope.landscape.evaluation.LossEvaluator`); the model's tensors
 written. Along a direction that moves buffers (an interpolation between two checkpoints moves
 their BatchNorm running statistics, see
 :func:`~flatscope.landscape.directions.interpolation_direction`) the buffers at ``alpha d`` are
-``b + alpha delta_b``: exact at both checkpoints, and cheap. Results save to ``.npz`` with
+``b + clamp(alpha, 0, 1) delta_b``: exact at both checkpoints, cheap, and held at the nearer
+checkpoint's beyond them (no statistics were measured there, and running variances extrapolated
+linearly turn negative, which makes the loss NaN). Results save to ``.npz`` with
 their metadata as a JSON string, so figures can be redrawn without recomputing.
 """
 
@@ -116,7 +118,8 @@ def _grid(
     for rows in evaluator.chunks(coefficients.shape[0]):
         C = coefficients[rows]
         buffers = {
-            name: objective.fixed_tensors[name] + torch.tensordot(C.to(step.dtype), step, dims=1)
+            name: objective.fixed_tensors[name]
+            + torch.tensordot(C.clamp(0, 1).to(step.dtype), step, dims=1)
             for name, step in buffer_steps.items()
         }
         loss, accuracy = evaluator.evaluate(center + C @ D, buffers)

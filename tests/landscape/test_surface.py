@@ -169,3 +169,26 @@ def test_interpolation_moves_batchnorm_statistics_so_both_ends_are_the_checkpoin
     assert abs(weights_only.loss[1] - own[1]) > 1e-3
     recomputed = slice_1d(objective, line, steps=2, span=(0, 1), bn_recompute=True)
     assert recomputed.metadata["interpolated_buffers"] == []
+
+
+def test_beyond_the_checkpoints_the_statistics_are_the_nearer_ones_and_the_loss_finite():
+    """Linear extrapolation would make the running variance negative (the loss NaN) here."""
+    start_model, data = tiny_cnn(seed=0)
+    end_model, _ = tiny_cnn(seed=1)
+    with torch.no_grad():
+        start_model.bn.running_var.copy_(torch.tensor([4.0, 3.0, 2.0]))
+        end_model.bn.running_var.copy_(torch.tensor([0.1, 0.2, 0.3]))
+    loss_fn = nn.CrossEntropyLoss()
+    start, end = flat_weights(start_model), flat_weights(end_model)
+    objective = Objective(start_model, loss_fn, data)
+    buffers = (floating_buffers(start_model), floating_buffers(end_model))
+    line = interpolation_direction(start, end, buffers=buffers)
+    result = slice_1d(objective, line, steps=5, span=(-0.5, 1.5))  # -0.5, 0, 0.5, 1, 1.5
+    assert np.isfinite(result.loss).all()
+    # at alpha = 1.5: the end's statistics with the extrapolated weights
+    beyond = copy.deepcopy(end_model)
+    with torch.no_grad():
+        ends = zip(start_model.parameters(), end_model.parameters(), strict=True)
+        for p, (a, b) in zip(beyond.parameters(), ends, strict=True):
+            p.copy_(a + 1.5 * (b - a))
+    assert result.loss[4] == pytest.approx(Objective(beyond, loss_fn, data).loss(), rel=1e-10)
