@@ -243,17 +243,13 @@ def _verify_groups(args: argparse.Namespace):
         raise FlatscopeError("verify of groups needs --group and at least one --reference-group")
     name, members = parse_group(args.group)
     references = dict(parse_group(tokens) for tokens in args.reference_group)
-    return verify_groups(
-        members,
-        references,
-        name=name,
-        grad_tol=args.grad_tol,
-        neg_tol=args.neg_tol,
-        confidence=args.confidence,
-        sharpness=args.sharpness,
-        force=args.force,
-        only=args.only,
-    )
+    return verify_groups(members, references, name=name, **_claim_options(args))
+
+
+def _claim_options(args: argparse.Namespace) -> dict:
+    """The claim options shared by single-checkpoint and group verification."""
+    names = ("grad_tol", "neg_tol", "confidence", "sharpness", "force", "only")
+    return {name: getattr(args, name) for name in names}
 
 
 def _verify_checkpoints(args: argparse.Namespace):
@@ -278,14 +274,4 @@ def _verify_checkpoints(args: argparse.Namespace):
     references = {
         path: _load(args, path, reports, metrics, reference_settings) for path in args.reference
     }
-    return verify(
-        subject,
-        references,
-        grad_tol=args.grad_tol,
-        neg_tol=args.neg_tol,
-        confidence=args.confidence,
-        sharpness=args.sharpness,
-        subject_label=args.subject,
-        only=args.only,
-        force=args.force,
-    )
+    return verify(subject, references, subject_label=args.subject, **_claim_options(args))
