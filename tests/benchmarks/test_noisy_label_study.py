@@ -48,10 +48,10 @@ def test_tuning_winner_margin_and_grid_edge():
     scores[5] = (grid[5], [0.93, 0.91, 0.92])
     scores[4] = (grid[4], [0.91, 0.91, 0.91])
     result = study.TuningResult("cnn", "sam", scores)
-    assert result.best == {"lr": 0.02, "rho": 0.5}
+    assert result.best == {"lr": 0.01, "rho": 0.5}
     assert result.edges() == ["lr low end", "rho high end"]
     row = result.row()
-    assert row[1] == "lr 0.02, rho 0.5" and row[3] == "lr 0.02, rho 0.2"
+    assert row[1] == "lr 0.01, rho 0.5" and row[3] == "lr 0.01, rho 0.2"
     # paired differences 2, 0, 1 points: mean 1, standard error 1 / sqrt(3)
     assert row[5] == f"1.0 ± {100 * np.std([0.02, 0.0, 0.01], ddof=1) / np.sqrt(3):.1f}"
     assert row[6] == "lr low end, rho high end"
