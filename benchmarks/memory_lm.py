@@ -38,12 +38,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _peak import MIB, in_subprocess, measure  # noqa: E402
 
 VOCAB, WIDTH, HEADS = 50257, 768, 12
-MODES = ("backward", "gradient", "double_backward", "forward", "ggn_autograd", "ggn_closed_form")
+MODES = (
+    "backward",
+    "gradient",
+    "double_backward",
+    "forward",
+    "double_backward_lean",
+    "forward_lean",
+    "ggn_autograd",
+    "ggn_closed_form",
+)
 LABELS = {
     "backward": "gradient, loss.backward()",
     "gradient": "gradient, op.gradient()",
     "double_backward": "HVP, hvp=double_backward",
     "forward": "HVP, hvp=forward",
+    "double_backward_lean": "HVP, double_backward, lean CE",
+    "forward_lean": "HVP, forward, lean CE",
     "ggn_autograd": "GGN, autograd H_out",
     "ggn_closed_form": "GGN, closed-form CE H_out",
 }
@@ -69,11 +80,13 @@ def _operator(args: argparse.Namespace, mode: str):
     ids = torch.randint(
         0, VOCAB, (args.batch, args.seq_len), generator=torch.Generator().manual_seed(1)
     )
-    loss, data = build_loss("causal_lm"), [(ids, ids)]
+    lean = mode.endswith("_lean")
+    loss, data = build_loss(f"causal_lm:lean={str(lean).lower()}"), [(ids, ids)]
     if mode.startswith("ggn"):
         closed = causal_lm_output_hessian() if mode == "ggn_closed_form" else None
         return GGNOperator(model, loss, data, device=device, output_hessian=closed)
-    hvp = mode if mode in ("double_backward", "forward") else "double_backward"
+    hvp = mode.removesuffix("_lean")
+    hvp = hvp if hvp in ("double_backward", "forward") else "double_backward"
     return HessianOperator(model, loss, data, device=device, hvp=hvp)
 
 
@@ -134,7 +147,11 @@ def main() -> None:
             print(f"{LABELS[mode]:<30} failed: {result['error']}")
             continue
         label = LABELS[mode]
-        if result.get("hvp_mode_used", mode) != mode and mode in ("double_backward", "forward"):
+        wanted = mode.removesuffix("_lean")
+        if result.get("hvp_mode_used", wanted) != wanted and wanted in (
+            "double_backward",
+            "forward",
+        ):
             label += f" (ran {result['hvp_mode_used']})"
         if mode.startswith("ggn") and result.get("hvp_mode_used") != "forward":
             label += f" (ran {result['hvp_mode_used']})"

@@ -27,21 +27,28 @@ exactly the mean over all sequences of their per-token means, for any batching.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
+from flatscope.models.softmax_cross_entropy import softmax_cross_entropy
 from flatscope.models.specs import SpecError
 
-__all__ = ["IGNORE_INDEX", "REDUCTIONS", "causal_lm"]
+__all__ = ["IGNORE_INDEX", "REDUCTIONS", "RowTargets", "causal_lm", "row_targets"]
 
 IGNORE_INDEX = -100
 REDUCTIONS = ("token", "sequence")
 
 
-def _token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next-token losses ``l_{b,t}`` (zero where ignored) and the mask of predicted tokens,
-    both of shape ``(B, T - 1)``."""
+class RowTargets(NamedTuple):
+    """Per-row targets ``(R,)`` and weights ``(R,)`` of a loss over rows of logits."""
+
+    targets: torch.Tensor
+    weights: torch.Tensor
+
+
+def _check(logits: torch.Tensor, labels: torch.Tensor) -> None:
     if logits.ndim != 3 or labels.shape != logits.shape[:2]:
         raise ValueError(
             f"loss 'causal_lm' needs logits of shape (B, T, V) and labels (B, T), got logits "
@@ -49,34 +56,49 @@ def _token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
         )
     if labels.is_floating_point():
         raise ValueError("loss 'causal_lm' needs integer token ids as labels, got floats")
-    predicting, predicted = logits[:, :-1, :], labels[:, 1:]
-    losses = F.cross_entropy(
-        predicting.reshape(-1, logits.shape[-1]),
-        predicted.reshape(-1),
-        ignore_index=IGNORE_INDEX,
-        reduction="none",
-    ).view(predicted.shape)
-    return losses, predicted != IGNORE_INDEX
 
 
-def causal_lm(*, reduction: str = "token") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def row_targets(labels: torch.Tensor, reduction: str, dtype: torch.dtype) -> RowTargets:
+    """The loss of logits ``(B, T, V)`` as rows ``(B T, V)`` of their own layout (no shifted
+    copy): row ``b T + t`` has target ``labels[b, t + 1]`` and weight ``1 / sum_b |P_b|``
+    (``token``) or ``1 / (B |P_b|)`` (``sequence``); the last position of every sequence and the
+    padding have target -100 and weight 0. The batch's loss is ``sum_r w_r CE(z_r, t_r)``."""
+    predicted = labels[:, 1:]
+    mask = predicted != IGNORE_INDEX
+    counts = mask.sum(dim=1, keepdim=True)
+    if not bool((counts > 0).all()):
+        raise ValueError(
+            "loss 'causal_lm': a sequence has no token to predict (fewer than two "
+            "non-padding tokens); drop such sequences from the data"
+        )
+    total = counts.sum() if reduction == "token" else counts * labels.shape[0]
+    weights = mask.to(dtype) / total
+    pad = labels.new_full((labels.shape[0], 1), IGNORE_INDEX)
+    targets = torch.cat([predicted, pad], dim=1).reshape(-1)
+    return RowTargets(targets, torch.cat([weights, weights.new_zeros(pad.shape)], 1).reshape(-1))
+
+
+def causal_lm(
+    *, reduction: str = "token", lean: bool = False
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Shifted next-token cross-entropy, padding (label -100) masked; mean as ``reduction``
-    says (see the module docstring)."""
+    says (see the module docstring). ``lean=True`` computes the same loss with
+    :func:`~flatscope.models.softmax_cross_entropy.softmax_cross_entropy`, whose first and
+    second derivatives keep no vocabulary-sized intermediate beyond the logits, the gradient
+    and one product (for Hessian-vector products of language models with large
+    vocabularies)."""
     if reduction not in REDUCTIONS:
         raise SpecError(
             f"loss 'causal_lm': reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}"
         )
 
     def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        losses, mask = _token_losses(logits, labels)
-        counts = mask.sum(dim=1)
-        if not bool((counts > 0).all()):
-            raise ValueError(
-                "loss 'causal_lm': a sequence has no token to predict (fewer than two "
-                "non-padding tokens); drop such sequences from the data"
-            )
-        if reduction == "token":
-            return losses.sum() / counts.sum()
-        return (losses.sum(dim=1) / counts).mean()
+        _check(logits, labels)
+        rows = row_targets(labels, reduction, logits.dtype)
+        flat = logits.reshape(-1, logits.shape[-1])
+        if lean:
+            return softmax_cross_entropy(flat, rows.targets, rows.weights)
+        losses = F.cross_entropy(flat, rows.targets, ignore_index=IGNORE_INDEX, reduction="none")
+        return (losses * rows.weights).sum()
 
     return loss

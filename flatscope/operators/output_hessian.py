@@ -29,6 +29,8 @@ from collections.abc import Callable
 
 import torch
 
+from flatscope.models.causal_lm import IGNORE_INDEX, REDUCTIONS, row_targets
+from flatscope.models.softmax_cross_entropy import DEFAULT_CHUNK_ROWS, softmax_hessian_rows
 from flatscope.objective import LossFn
 
 __all__ = [
@@ -40,8 +42,6 @@ __all__ = [
 
 #: ``prepare(outputs, targets) -> apply``, ``apply(U) = H_out U`` for ``U`` ``(k, *outputs.shape)``
 OutputHessian = Callable[[torch.Tensor, torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
-DEFAULT_CHUNK_ROWS = 1024
-IGNORE_INDEX = -100  # the ignored label of cross_entropy and causal_lm (PyTorch's default)
 
 
 def autograd_output_hessian(loss_fn: LossFn) -> OutputHessian:
@@ -66,21 +66,6 @@ def autograd_output_hessian(loss_fn: LossFn) -> OutputHessian:
         return apply
 
     return prepare
-
-
-def _softmax_rows(
-    logits: torch.Tensor, weights: torch.Tensor, U: torch.Tensor, chunk_rows: int
-) -> torch.Tensor:
-    """``w_r (diag p_r - p_r p_r^T) u_r`` for logits ``(R, V)``, weights ``(R,)`` and ``U``
-    ``(k, R, V)``, the softmax taken ``chunk_rows`` rows at a time."""
-    out = torch.empty_like(U)
-    for start in range(0, logits.shape[0], chunk_rows):
-        rows = slice(start, start + chunk_rows)
-        p = torch.softmax(logits[rows], dim=-1)
-        pu = p * U[:, rows]
-        pu.sub_(p * pu.sum(dim=-1, keepdim=True)).mul_(weights[rows, None])
-        out[:, rows] = pu
-    return out
 
 
 def _check_chunk(chunk_rows: int) -> None:
@@ -115,7 +100,7 @@ def cross_entropy_output_hessian(chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Output
 
         def apply(U: torch.Tensor) -> torch.Tensor:
             rows = U.movedim(2, -1).reshape(U.shape[0], -1, shape[-1])
-            out = _softmax_rows(logits, weights, rows, chunk_rows)
+            out = softmax_hessian_rows(logits, weights, rows, chunk_rows)
             return out.view(U.shape[0], *shape).movedim(-1, 2)
 
         return apply
@@ -131,8 +116,8 @@ def causal_lm_output_hessian(
     padding (-100). Its weight is ``1 / (number of predicted tokens in the batch)`` with
     ``reduction="token"``, ``1 / (B |P_b|)`` with ``"sequence"``; the last position and the
     padded ones carry no loss and get zero rows."""
-    if reduction not in ("token", "sequence"):
-        raise ValueError(f"reduction must be 'token' or 'sequence', got {reduction!r}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
     _check_chunk(chunk_rows)
 
     def prepare(
@@ -143,21 +128,13 @@ def causal_lm_output_hessian(
                 "the causal-LM output Hessian needs logits (B, T, V) and labels (B, T), got "
                 f"{tuple(outputs.shape)} and {tuple(labels.shape)}"
             )
-        batch, length, vocabulary = outputs.shape
-        mask = (labels[:, 1:] != IGNORE_INDEX).to(outputs.dtype)
-        if reduction == "token":
-            weights = mask / mask.sum()
-        else:
-            weights = mask / (batch * mask.sum(dim=1, keepdim=True))
-        logits = outputs.detach()[:, :-1].reshape(-1, vocabulary)
-        weights = weights.reshape(-1)
+        vocabulary = outputs.shape[-1]
+        weights = row_targets(labels, reduction, outputs.dtype).weights
+        logits = outputs.detach().reshape(-1, vocabulary)
 
         def apply(U: torch.Tensor) -> torch.Tensor:
-            out = torch.zeros_like(U)
-            rows = U[:, :, :-1].reshape(U.shape[0], -1, vocabulary)
-            hu = _softmax_rows(logits, weights, rows, chunk_rows)
-            out[:, :, :-1] = hu.view(U.shape[0], batch, length - 1, vocabulary)
-            return out
+            rows = U.reshape(U.shape[0], -1, vocabulary)
+            return softmax_hessian_rows(logits, weights, rows, chunk_rows).view(U.shape)
 
         return apply
 

@@ -34,10 +34,10 @@ def test_every_optimizer_gets_the_same_tuning_budget():
         sizes = {name: len(study.tuning_grid(arch, name)) for name in study.SECOND_AXIS}
         assert len(set(sizes.values())) == 1 and min(sizes.values()) >= 12, sizes
     beta_invs = study.SECOND_AXIS["fsgld"][2]
-    assert beta_invs[0] == 0 and max(beta_invs) == 1e-3
+    assert beta_invs[0] == 0 and max(beta_invs) >= 1e-3
     assert any(1e-9 <= b <= 1e-7 for b in beta_invs)  # the paper's range
     rhos = study.SECOND_AXIS["sam"][2]
-    assert min(rhos) == 0.01 and max(rhos) == 0.5
+    assert min(rhos) == 0.01 and max(rhos) >= 0.5
 
 
 def test_tuning_winner_margin_and_grid_edge():
@@ -45,13 +45,13 @@ def test_tuning_winner_margin_and_grid_edge():
     grid = study.tuning_grid("cnn", "sam")
     scores = [(settings, [0.5, 0.5, 0.5]) for settings in grid]
     # the winner at the largest rho and the smaller lr; the runner-up 1 point behind on average
-    scores[5] = (grid[5], [0.93, 0.91, 0.92])
-    scores[4] = (grid[4], [0.91, 0.91, 0.91])
+    scores[6] = (grid[6], [0.93, 0.91, 0.92])
+    scores[5] = (grid[5], [0.91, 0.91, 0.91])
     result = study.TuningResult("cnn", "sam", scores)
-    assert result.best == {"lr": 0.01, "rho": 0.5}
+    assert result.best == {"lr": 0.01, "rho": 1.0}
     assert result.edges() == ["lr low end", "rho high end"]
     row = result.row()
-    assert row[1] == "lr 0.01, rho 0.5" and row[3] == "lr 0.01, rho 0.2"
+    assert row[1] == "lr 0.01, rho 1" and row[3] == "lr 0.01, rho 0.5"
     # paired differences 2, 0, 1 points: mean 1, standard error 1 / sqrt(3)
     assert row[5] == f"1.0 ± {100 * np.std([0.02, 0.0, 0.01], ddof=1) / np.sqrt(3):.1f}"
     assert row[6] == "lr low end, rho high end"

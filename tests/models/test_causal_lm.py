@@ -37,20 +37,22 @@ def reference_terms(logits: torch.Tensor, labels: torch.Tensor) -> list[list[flo
     return rows
 
 
-def test_token_mean_is_the_mean_over_every_predicted_token(batch):
+@pytest.mark.parametrize("lean", ["false", "true"])
+def test_token_mean_is_the_mean_over_every_predicted_token(batch, lean):
     logits, labels = batch
     terms = reference_terms(logits, labels)
     expected = sum(map(sum, terms)) / sum(map(len, terms))  # 5 + 3 + 1 predicted tokens
     assert sum(map(len, terms)) == 9
-    value = build_loss("causal_lm")(logits, labels)
+    value = build_loss(f"causal_lm:lean={lean}")(logits, labels)
     torch.testing.assert_close(value, torch.tensor(expected, dtype=torch.float64))
 
 
-def test_sequence_mean_averages_each_sequence_mean(batch):
+@pytest.mark.parametrize("lean", ["false", "true"])
+def test_sequence_mean_averages_each_sequence_mean(batch, lean):
     logits, labels = batch
     terms = reference_terms(logits, labels)
     expected = sum(sum(row) / len(row) for row in terms) / len(terms)
-    value = build_loss("causal_lm:reduction=sequence")(logits, labels)
+    value = build_loss(f"causal_lm:reduction=sequence,lean={lean}")(logits, labels)
     torch.testing.assert_close(value, torch.tensor(expected, dtype=torch.float64))
 
 
@@ -64,7 +66,7 @@ def test_first_label_of_a_row_is_never_predicted(batch):
 
 
 def test_canonical_spec_names_the_reduction():
-    assert loss_spec("causal_lm") == "causal_lm:reduction=token"
+    assert loss_spec("causal_lm") == "causal_lm:reduction=token,lean=false"
 
 
 @pytest.mark.parametrize(

@@ -115,12 +115,21 @@ def dense_hessian(model, batches) -> torch.Tensor:
         )
 
 
-@pytest.mark.parametrize("hvp", ["double_backward", "forward"])
-def test_gpt2_products_are_the_dense_float64_hessian(folders, hvp):
+@pytest.mark.parametrize(
+    ("hvp", "loss"),
+    [
+        ("double_backward", "causal_lm"),
+        ("forward", "causal_lm"),
+        ("double_backward", "causal_lm:lean=true"),
+        ("batched_double_backward", "causal_lm:lean=true"),
+        ("forward", "causal_lm:lean=true"),
+    ],
+)
+def test_gpt2_products_are_the_dense_float64_hessian(folders, hvp, loss):
     model = build_model(f"hf:{folders['gpt2']},dtype=float64")
     batches = load_data(f"tokens:{folders['ids']},pad_id=0", batch_size=4).batches()
     assert [len(x) for x, _ in batches] == [4, 2]  # unequal batches, padded rows in both
-    op = HessianOperator(model, build_loss("causal_lm"), batches, hvp=hvp)
+    op = HessianOperator(model, build_loss(loss), batches, hvp=hvp)
     H = dense_hessian(model, batches)
     assert op.shape == H.shape == (328, 328)  # lm_head is tied to wte: one parameter
     V = torch.randn(328, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
