@@ -270,7 +270,12 @@ def analyze(
     }
     path = None if out is None else out / REPORT_NAME
     if path is not None and resume and path.exists():
-        report = Report.resume_or_new(path, header)
+        defaults = {
+            f"settings.{field.name}": field.default
+            for field in dataclasses.fields(AnalysisSettings)
+            if field.default is not dataclasses.MISSING
+        }
+        report = Report.resume_or_new(path, header, defaults)
         barrier()  # every rank has read the finished metrics before rank 0 adds any
         if not writer:
             report.path = None

@@ -57,6 +57,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -234,12 +235,20 @@ class Report:
         return cls(document, path)
 
     @classmethod
-    def resume_or_new(cls, path: str | os.PathLike, header: Mapping[str, Any]) -> Report:
+    def resume_or_new(
+        cls,
+        path: str | os.PathLike,
+        header: Mapping[str, Any],
+        defaults: Mapping[str, Any] | None = None,
+    ) -> Report:
         """Reuse the report at ``path`` if it was made with the same inputs, else start one there.
 
         The existing report is reused when its checkpoint SHA-256, model, data, loss and
         settings equal the new ``header``'s; its finished metrics are kept (see
         :meth:`has_metric`). A missing file starts a new report, written at once.
+        ``defaults`` maps dotted header paths (``"settings.curvature"``) to their default
+        values: a report written before such a setting existed lacks its key, and is reused
+        when the new value is the default (what that version did).
 
         Raises:
             ReportError: the existing file is not a valid report, or it differs from ``header``
@@ -254,7 +263,10 @@ class Report:
             line
             for field in RESUME_FIELDS
             for line in _differences(
-                field, _lookup(existing._document, field), _lookup(wanted._document, field)
+                field,
+                _lookup(existing._document, field),
+                _lookup(wanted._document, field),
+                defaults or {},
             )
         ]
         if differences:
@@ -376,13 +388,19 @@ def _lookup(document: Mapping[str, Any], dotted: str) -> Any:
     return value
 
 
-def _differences(where: str, old: Any, new: Any) -> list[str]:
-    """Dotted paths where two JSON values differ, as "path: old in the report, new now"."""
+def _differences(
+    where: str, old: Any, new: Any, defaults: Mapping[str, Any] = MappingProxyType({})
+) -> list[str]:
+    """Dotted paths where two JSON values differ, as "path: old in the report, new now"; a
+    key the old value lacks is no difference when the new value is its entry in ``defaults``."""
     if isinstance(old, dict) and isinstance(new, dict):
         return [
             line
             for name in sorted(old.keys() | new.keys())
-            for line in _differences(f"{where}.{name}", old.get(name), new.get(name))
+            if name in old
+            or f"{where}.{name}" not in defaults
+            or defaults[f"{where}.{name}"] != new.get(name)
+            for line in _differences(f"{where}.{name}", old.get(name), new.get(name), defaults)
         ]
     if old == new:
         return []

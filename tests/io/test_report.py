@@ -246,3 +246,19 @@ def test_flatscope_version_falls_back_when_not_installed(monkeypatch):
     assert flatscope_version() == "0.1.0+unknown"
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "9.9.9")
     assert flatscope_version() == "9.9.9"
+
+
+@pytest.mark.parametrize(("curvature", "resumed"), [("hessian", True), ("ggn", False)])
+def test_resume_a_report_from_before_a_setting_existed(tmp_path, curvature, resumed):
+    """A report without the key ``settings.curvature`` (an older version's) is reused when the
+    setting has its default now, and refused when it does not."""
+    path = tmp_path / "report.json"
+    Report.new(make_header(), path).set_metric("loss", 0.5, seconds=0.1)
+    header = make_header()
+    header["settings"]["curvature"] = curvature
+    defaults = {"settings.curvature": "hessian"}
+    if resumed:
+        assert Report.resume_or_new(path, header, defaults).metrics == {"loss": 0.5}
+    else:
+        with pytest.raises(ReportError, match=r"settings.curvature: null in the report, \"ggn\""):
+            Report.resume_or_new(path, header, defaults)
