@@ -370,6 +370,9 @@ def summary(report: Report | Mapping[str, Any]) -> str:
             f"{name:<21} {text:<56} {'' if products is None else products:>5} "
             f"{'' if seconds is None else f'{seconds:.2f}':>8}"
         )
+    for name, entry in document["metrics"].items():
+        metric = metric_of(name)
+        lines += [] if metric is None else metric.details(name, entry)
     return "\n".join(lines)
 
 

@@ -220,6 +220,10 @@ class Metric:
         """One line of text for the summary table."""
         return "(see report)"
 
+    def details(self, entry: str, value: Any) -> list[str]:
+        """Lines printed under the summary table (a per-layer table, say); none by default."""
+        return []
+
     def products(self, entry: str, value: Any) -> int | None:
         """The Hessian-vector products a stored value cost, when it says."""
         return value.get("num_matvecs") if isinstance(value, Mapping) else None

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from flatscope.io.tables import as_number, format_number
+from flatscope.io.tables import as_number, format_number, format_table
 from flatscope.linalg import eigenvalues, trace
 from flatscope.metrics.base import AnalysisContext, Cell, Metric
 from flatscope.metrics.settings import AnalysisSettings
@@ -135,6 +135,23 @@ class PerLayerMetric(Metric):
         sharpest = max(layers, key=lambda k: as_number(layers[k]["top_eigenvalue"]) or -1e300)
         top = format_number(as_number(layers[sharpest]["top_eigenvalue"]))
         return f"{len(layers)} layers; largest block lambda_max {top} ({sharpest})"
+
+    def details(self, entry: str, value: Any) -> list[str]:
+        layers = value.get("layers") if isinstance(value, Mapping) else None
+        if not isinstance(layers, Mapping) or not layers:
+            return []
+        cells = self.block_rows(entry, value)
+        header = ["layer", "parameters", "block trace", "block lambda_max"]
+        body = [
+            [
+                layer,
+                f"{layers[layer].get('size', 0):,}",
+                format_number(*cells[f"trace[{layer}]"]),
+                format_number(cells[f"lambda_max[{layer}]"][0]),
+            ]
+            for layer in layers
+        ]
+        return ["", f"{entry} ({value.get('method')}):", format_table(header, body, False)]
 
     def block_rows(self, entry: str, value: Any) -> dict[str, Cell]:
         layers = value.get("layers") if isinstance(value, Mapping) else None

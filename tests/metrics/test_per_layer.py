@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from flatscope.app.analyze import analyze
+from flatscope.app.analyze import analyze, summary
+from flatscope.io.tables import format_number
 from flatscope.metrics.per_layer import layer_blocks, layer_of
 from tests.operators.test_hessian import _dense_hessian
 
@@ -71,3 +72,9 @@ def test_traces_and_top_eigenvalues_match_dense_block_hessians():
         assert abs(numbers["top_eigenvalue"] - top) <= numbers["residual"] + 1e-6 * abs(top)
         assert numbers["converged"]
     assert entry["num_matvecs"] > 40
+    # the summary prints one row per layer: its size, block trace and block lambda_max
+    table = summary(report).split("per_layer (hutchpp):\n")[1].splitlines()
+    assert table[0].split() == ["layer", "parameters", "block", "trace", "block", "lambda_max"]
+    for row, (layer, numbers) in zip(table[1:], entry["layers"].items(), strict=True):
+        assert row.split()[:2] == [layer, str(numbers["size"])]
+        assert row.split()[-1] == format_number(numbers["top_eigenvalue"])
