@@ -3,10 +3,11 @@
 ``flatscope demo`` trains ``cnn:width=8`` on digits with 40% symmetric label noise for 20
 epochs, the protocol of ``benchmarks/noisy_label_study.py``, and takes its hyperparameters
 (``flatscope.app.demo.TUNED``) from that study's tuning of the CNN: every optimizer gets the
-same budget of 12 configurations (learning rates 0.02 and 0.05 x 6 values of its own
-hyperparameter: SGD weight decay, SAM rho 0.01-0.5, SGLD and fSGLD beta_inv 0, 1e-9, 1e-7, 1e-5,
-1e-4, 1e-3 with fSGLD's sigma coupled), each trained on 3 tuning seeds the demo does not use,
-scored by the accuracy on the CLEAN labels of the validation split after the last epoch (no
+same budget of 49 configurations (learning rates 0.01 to 0.8 x 7 values of its own
+hyperparameter: SGD weight decay 0 to 2e-2, SAM rho 0.01 to 1, SGLD and fSGLD beta_inv 0, 1e-9,
+1e-7, 1e-5, 1e-4, 1e-3, 1e-2 with fSGLD's sigma coupled; the grids are the study's,
+``LEARNING_RATES["cnn"]`` and ``SECOND_AXIS``), each trained on 3 tuning seeds the demo does
+not use, scored by the accuracy on the CLEAN labels of the validation split after the last epoch (no
 early stopping). The test split is never read. This script runs only that part and prints the
 table (winner, runner-up, margin with its paired standard error over the tuning seeds, grid
 edge); its records are shared with the study's (``--out``), so either reuses what the other
