@@ -31,8 +31,8 @@ tuning seeds (at most 0.8 points), and SGD's learning rate sits at the grid's up
 weight decay 0.01), next to lr 0.4 with weight decay 0.02: the same product lr x weight decay,
 which is what BatchNorm-fed, scale-invariant weights respond to.
 
-Modes: :data:`FULL` (5 seeds, 20 epochs; 722 s on a busy 2-core machine) and :data:`QUICK`
-(1 seed, 10 epochs, smaller analysis: no test over seeds; 99 s there). Cut from the demo
+Modes: :data:`FULL` (5 seeds, 20 epochs; 212 s on a 2-core machine) and :data:`QUICK`
+(1 seed, 10 epochs, smaller analysis: no test over seeds; 28 s there). Cut from the demo
 and left to the study: matched-loss comparison (it needs every checkpoint analysed),
 adaptive sharpness, the MLP and the second noise setting, the fSGLD ablations.
 
@@ -433,7 +433,7 @@ only. Total time: {result.seconds:.0f} s.
 {result.verdict}
 
 Hyperparameters, tuned with `benchmarks/tune_demo.py` on the clean validation split (same
-budget of 12 configurations x 3 tuning seeds per optimizer, no early stopping; the test split
+budget of 49 configurations x 3 tuning seeds per optimizer, no early stopping; the test split
 was never used; margins and grid edges in `figures/study/tuning.md`):
 
 | optimizer | settings |
