@@ -13,6 +13,7 @@ error; both reports must use the same ``sigma``. The prediction's ``H`` is the H
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +22,7 @@ from flatscope.landscape.sharpness import average_sharpness, worst_case_sharpnes
 from flatscope.metrics.base import AnalysisContext, Cell, Metric, VerifySettings
 from flatscope.metrics.criteria import Criterion, estimate_of, missing, z_criterion
 from flatscope.metrics.settings import AnalysisSettings
+from flatscope.metrics.trace import hessian_trace_entry
 from flatscope.operators.hessian import HessianOperator
 from flatscope.progress import Progress
 
@@ -81,23 +83,34 @@ class SharpnessMetric(Metric):
 
     def compute(self, entry: str, context: AnalysisContext) -> dict[str, Any]:
         s = context.settings
-        # the analysis's objective and Hessian: no second counting pass, and the trace of the
-        # second-order prediction reuses the operator's kept graphs. The prediction
-        # (sigma^2 / 2) tr H is a Hessian's whatever the analysis's curvature (--curvature)
+        # the analysis's objective: no second counting pass. The prediction (sigma^2 / 2) tr H
+        # is a Hessian's whatever the analysis's curvature (--curvature): on the Hessian it is
+        # the analysis's own hessian_trace (one estimate for both entries), on another
+        # curvature a Hessian trace of the same objective
         objective = context.operator.objective
-        hessian = context.operator if isinstance(context.operator, HessianOperator) else None
+        on_hessian = isinstance(context.operator, HessianOperator)
         with Progress("sharpness", None, unit="", enabled=context.progress):
             average = average_sharpness(
                 objective,
                 s.sharpness_sigma,
                 num_samples=SHARPNESS_SAMPLES,
                 trace_method=s.trace_method,
-                trace_matvecs=s.num_matvecs,
+                trace_matvecs=0 if on_hessian else s.num_matvecs,
                 seed=s.seed,
-                hessian=hessian,
             )
             worst = worst_case_sharpness(
                 objective, s.sharpness_rho, steps=SHARPNESS_STEPS, seed=s.seed
+            )
+        if on_hessian:
+            before = context.products
+            estimate = hessian_trace_entry(context)
+            half = s.sharpness_sigma**2 / 2
+            average = dataclasses.replace(
+                average,
+                second_order=half * estimate["value"],
+                second_order_stderr=half * estimate["stderr"],
+                trace_method=estimate["method"],
+                trace_num_matvecs=context.products - before,
             )
         return {"average": average.to_dict(), "worst_case": worst.to_dict()}
 

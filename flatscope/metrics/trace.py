@@ -52,6 +52,42 @@ def compare_trace(
     return z_criterion("trace", estimate_of(mine), estimate_of(theirs), label, confidence)
 
 
+def hessian_trace_entry(context: AnalysisContext) -> dict[str, Any]:
+    """The analysis's ``hessian_trace`` entry, estimated once per analysis (the sharpness
+    metric's second-order prediction takes it too): deflated by the eigen search when the
+    analysis computes eigenvalues (:func:`shares_with_trace`), plain otherwise."""
+    return context.once("hessian_trace", lambda: _estimate(context))
+
+
+def _estimate(context: AnalysisContext) -> dict[str, Any]:
+    s = context.settings
+    if not shares_with_trace(context):
+
+        def estimate(op: Any) -> dict[str, Any]:
+            return {
+                **trace(op, s.trace_method, s.num_matvecs, s.seed).to_dict(),
+                "deflation": None,
+            }
+
+        return context.run("hessian_trace", s.num_matvecs, estimate)
+
+    search, _ = eigen_search(context, "largest")
+    rest = max(s.num_matvecs - search.num_matvecs, TRACE_MIN_MATVECS[s.trace_method])
+
+    def deflated(op: Any) -> dict[str, Any]:
+        result = trace(op, s.trace_method, rest, s.seed, deflate=search)
+        deflation = {
+            "entry": "top_eigenvalues",
+            "found": int(search.values.shape[0]),
+            "subspace": result.deflation_rank,
+            "num_matvecs": search.num_matvecs,
+            "total_matvecs": search.num_matvecs + result.num_matvecs,
+        }
+        return {**result.to_dict(), "deflation": deflation}
+
+    return context.run("hessian_trace (deflated)", rest, deflated)
+
+
 class TraceMetric(Metric):
     """``hessian_trace``: ``{"value", "stderr", "method", "num_matvecs", "per_block",
     "deflation_rank", "deflation"}``; ``deflation`` is ``None`` or ``{"entry", "found",
@@ -69,32 +105,7 @@ class TraceMetric(Metric):
         return settings.num_matvecs
 
     def compute(self, entry: str, context: AnalysisContext) -> dict[str, Any]:
-        s = context.settings
-        if not shares_with_trace(context):
-
-            def estimate(op: Any) -> dict[str, Any]:
-                return {
-                    **trace(op, s.trace_method, s.num_matvecs, s.seed).to_dict(),
-                    "deflation": None,
-                }
-
-            return context.run("hessian_trace", s.num_matvecs, estimate)
-
-        search, _ = eigen_search(context, "largest")
-        rest = max(s.num_matvecs - search.num_matvecs, TRACE_MIN_MATVECS[s.trace_method])
-
-        def deflated(op: Any) -> dict[str, Any]:
-            result = trace(op, s.trace_method, rest, s.seed, deflate=search)
-            deflation = {
-                "entry": "top_eigenvalues",
-                "found": int(search.values.shape[0]),
-                "subspace": result.deflation_rank,
-                "num_matvecs": search.num_matvecs,
-                "total_matvecs": search.num_matvecs + result.num_matvecs,
-            }
-            return {**result.to_dict(), "deflation": deflation}
-
-        return context.run("hessian_trace (deflated)", rest, deflated)
+        return hessian_trace_entry(context)
 
     def describe(self, entry: str, value: Any) -> str:
         number = format_number(as_number(value["value"]), as_number(value["stderr"]))

@@ -358,3 +358,13 @@ def test_a_budget_preset_is_recorded_with_the_settings_it_gave(problem):
     assert (
         report.metrics["spectral_density"]["num_matvecs"] == 5 * BUDGETS["quick"]["density_probes"]
     )
+
+
+def test_sharpness_takes_the_analysis_trace(problem):
+    """With the trace in the same analysis, the second-order prediction (sigma^2 / 2) tr H is
+    the hessian_trace entry itself and costs no product of its own."""
+    report = run(problem, "trace,sharpness", dtype="float64", sharpness_sigma=0.02, **FAST)
+    trace, average = report.metrics["hessian_trace"], report.metrics["sharpness"]["average"]
+    assert average["second_order"] == 0.02**2 / 2 * trace["value"]
+    assert average["second_order_stderr"] == 0.02**2 / 2 * trace["stderr"]
+    assert average["trace_num_matvecs"] == 0 and trace["num_matvecs"] == FAST["num_matvecs"]
