@@ -30,6 +30,7 @@ __all__ = [
     "load_entry",
     "lookup",
     "metric_rows",
+    "header_value",
     "provenance_notes",
 ]
 
@@ -164,7 +165,10 @@ _PROVENANCE = (
     (("data", "indices_sha256"), "different samples"),
     (("loss",), "different losses"),
     (("settings", "params"), "different parameters"),
+    (("settings", "curvature"), "different curvature matrices"),
 )
+#: Header fields that reports written before flatscope recorded them hold implicitly.
+_IMPLIED = {("settings", "curvature"): "hessian"}
 
 
 def lookup(document: Mapping[str, Any], keys: Sequence[str]) -> Any:
@@ -175,12 +179,19 @@ def lookup(document: Mapping[str, Any], keys: Sequence[str]) -> Any:
     return value
 
 
+def header_value(document: Mapping[str, Any], keys: Sequence[str]) -> Any:
+    """A report header field by :func:`lookup`; a field that older reports lack reads as what
+    they measured (``settings.curvature``: ``"hessian"``)."""
+    value = lookup(document, keys)
+    return _IMPLIED.get(tuple(keys)) if value is None else value
+
+
 def provenance_notes(documents: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """One note per header field on which the labelled reports differ, saying what it means
     (different data, labels, samples, loss ...): their numbers describe different objectives."""
     notes = []
     for keys, meaning in _PROVENANCE:
-        values = {label: lookup(document, keys) for label, document in documents.items()}
+        values = {label: header_value(document, keys) for label, document in documents.items()}
         if len({repr(value) for value in values.values()}) > 1:
             if keys[-1].endswith("sha256"):  # a prefix tells them apart
                 values = {k: v[:12] if isinstance(v, str) else v for k, v in values.items()}

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flatscope.app.entries import Entry, load_entries
+from flatscope.app.entries import Entry, header_value, load_entries
 from flatscope.app.matched_loss import MatchedLoss, match_runs, seed_rows
 from flatscope.app.seed_statistics import SeedTest, seed_test
 from flatscope.data.label_noise import LabelNoise
@@ -120,6 +120,7 @@ def data_identity(document: Mapping[str, Any]) -> dict[str, Any]:
         "data.label_noise (kind, rate)": _noise_kind(data.get("label_noise")),
         "loss": document.get("loss"),
         "settings.params": settings.get("params"),
+        "settings.curvature": header_value(document, ("settings", "curvature")),
     }
 
 
@@ -323,7 +324,7 @@ def pair_refusal(
     if force:
         return None, [f"forced despite different data: {d}" for d in differences]
     reason = (
-        "the runs were analysed on different data or losses ("
+        "the runs were analysed on different data, losses or curvatures ("
         + "; ".join(differences)
         + "); pass --force (force=True) to compare anyway"
     )

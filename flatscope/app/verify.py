@@ -55,7 +55,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from flatscope.app.entries import lookup, provenance_notes
+from flatscope.app.entries import header_value, lookup, provenance_notes
 from flatscope.app.groups import load_groups, pair_refusal
 from flatscope.app.matched_loss import seed_rows
 from flatscope.app.seed_statistics import seed_test
@@ -80,7 +80,13 @@ __all__ = [
 ONLY = ("minimum", "flatter")
 #: Header fields on which a reference must agree with the subject (unless forced): which
 #: network (model spec, analysed parameters and their number) on which data.
-IDENTITY = (("model",), ("data", "spec"), ("settings", "params"), ("num_params",))
+IDENTITY = (
+    ("model",),
+    ("data", "spec"),
+    ("settings", "params"),
+    ("num_params",),
+    ("settings", "curvature"),
+)
 
 #: What a verdict on single checkpoints covers.
 CHECKPOINT_SCOPE = (
@@ -212,10 +218,11 @@ def _comparability_notes(
 def reference_differences(subject: Mapping[str, Any], reference: Mapping[str, Any]) -> list[str]:
     """``"<field> (subject value vs reference value)"`` for each :data:`IDENTITY` field on
     which the two report documents differ; a field that either report lacks is not compared
-    (reports written before flatscope recorded it)."""
+    (reports written before flatscope recorded it), except the curvature, which such reports
+    hold implicitly (the Hessian, :func:`~flatscope.app.entries.header_value`)."""
     out = []
     for keys in IDENTITY:
-        mine, theirs = lookup(subject, keys), lookup(reference, keys)
+        mine, theirs = header_value(subject, keys), header_value(reference, keys)
         if mine is not None and theirs is not None and mine != theirs:
             out.append(f"{'.'.join(keys)} ({mine!r} vs {theirs!r})")
     return out
@@ -280,7 +287,7 @@ def verify(
         differences = reference_differences(document, reference)
         if differences and not force:
             raise IncomparableReports(
-                f"reference {label} is not of the subject's model and data: "
+                f"reference {label} is not of the subject's model, data and curvature: "
                 f"{'; '.join(differences)} differ; pass --force (force=True) to compare anyway"
             )
         notes += [f"forced against {label} despite different {d}" for d in differences]

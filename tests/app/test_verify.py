@@ -330,6 +330,11 @@ def test_reports_of_other_splits_and_estimators_are_noted():
         ({"data": {"spec": "synthetic"}}, "data.spec ('digits' vs 'synthetic')"),
         ({"num_params": 1234}, "num_params (610 vs 1234)"),
         ({"settings": {"params": ["fc.*"]}}, "settings.params (['0.*'] vs ['fc.*'])"),
+        # the subject records no curvature: an older report, a Hessian's
+        (
+            {"settings": {"params": ["0.*"], "curvature": "ggn"}},
+            "settings.curvature ('hessian' vs 'ggn')",
+        ),
     ],
 )
 def test_a_reference_of_another_model_or_data_is_refused_unless_forced(change, differs):
@@ -442,3 +447,15 @@ def test_groups_refuse_a_verdict_with_too_few_seeds_or_other_data():
     steep = [run_report(100 + k, 9, 12, gradient_norm=1.0 if k else 0.01) for k in range(3)]
     gradient = verify_groups(steep, {"sgd": sharp}).criteria[0]
     assert gradient.status == FAIL and gradient.measured == "1 of 3 runs pass"
+
+
+def test_groups_of_other_curvatures_are_refused_unless_forced():
+    """Hessian runs (recorded, or implied by reports without the field) against GGN runs."""
+    flat = [run_report(100 + k, 9, 12) for k in range(3)]
+    flat[0]["settings"] = {"curvature": "hessian"}
+    ggn = [{**run_report(700 + k, 20, 90), "settings": {"curvature": "ggn"}} for k in range(3)]
+    refused = verify_groups(flat, {"sgd": ggn})
+    claims = [c for c in refused.criteria if c.reference]
+    assert all(c.status == NOT_ESTABLISHED and "curvatures" in c.detail for c in claims)
+    assert all("settings.curvature differs" in c.detail for c in claims)
+    assert not verify_groups(flat, {"sgd": [run_report(700 + k, 20, 90) for k in range(3)]}).notes
