@@ -74,10 +74,10 @@ from flatscope.app.matched_loss import (
 )
 from flatscope.app.seed_statistics import seed_test
 from flatscope.io.atomic import atomic_write
-from flatscope.io.run_folder import CONFIG_FILE, read_records, run_checkpoints
+from flatscope.io.run_folder import read_records, run_checkpoints
 from flatscope.io.tables import format_table, mean, sample_sd
 from flatscope.optim import coupled_sigma
-from flatscope.training.trainer import TrainConfig, TrainingError, train
+from flatscope.training.trainer import TrainConfig, TrainingError, config_changes, train
 
 ARCHITECTURES = {"mlp": "mlp", "cnn": "cnn:width=8"}
 NOISES = {"sym40": "symmetric:0.4", "asym30": "asymmetric:0.3"}
@@ -327,7 +327,7 @@ def experiment_task(out: Path, arch: str, noise: str, method: str, seed: int, tu
     optimizer, settings = method_settings(method, tuned)
     config = _config(arch, noise, optimizer, seed, checkpoint_every=CHECKPOINT_EVERY, **settings)
     folder = run_dir(out, arch, noise, method, seed)
-    if folder.is_dir() and _recorded_config(folder) != json.loads(json.dumps(config.to_dict())):
+    if folder.is_dir() and _recorded_with_other_settings(folder, config):
         print(f"{folder}: recorded with other settings; trained again", flush=True)
         shutil.rmtree(folder)
     train(config, folder, resume=True)
@@ -335,13 +335,12 @@ def experiment_task(out: Path, arch: str, noise: str, method: str, seed: int, tu
     return time.perf_counter() - start
 
 
-def _recorded_config(folder: Path) -> dict[str, Any] | None:
-    """The training configuration saved in ``folder`` (normalised), ``None`` if unreadable."""
+def _recorded_with_other_settings(folder: Path, config: TrainConfig) -> bool:
+    """Whether ``folder`` holds a run of another configuration (or none readable)."""
     try:
-        saved = json.loads((folder / CONFIG_FILE).read_text())["config"]
-        return json.loads(json.dumps(TrainConfig.from_dict(saved).to_dict()))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return bool(config_changes(folder, config))
+    except TrainingError:
+        return True
 
 
 def matched_task(folder: Path, checkpoints: list[Path], analysis: dict = ANALYSIS) -> float:

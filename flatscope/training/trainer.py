@@ -128,6 +128,7 @@ __all__ = [
     "TrainConfig",
     "TrainingError",
     "RunResult",
+    "config_changes",
     "train",
     "make_optimizer",
 ]
@@ -553,7 +554,13 @@ def _write_config(out: Path, setup: _Setup, config: TrainConfig) -> None:
     atomic_write(out / CONFIG_FILE, lambda file: file.write(text.encode()))
 
 
-def _check_resumable(out: Path, config: TrainConfig) -> None:
+def config_changes(out: Path, config: TrainConfig) -> list[str]:
+    """``"field: saved -> new"`` for each field of ``config`` that differs from the
+    configuration saved in the run directory ``out``.
+
+    Raises:
+        TrainingError: ``out`` holds no readable configuration.
+    """
     try:
         saved = json.loads((out / CONFIG_FILE).read_text())["config"]
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -562,7 +569,11 @@ def _check_resumable(out: Path, config: TrainConfig) -> None:
         ) from None
     saved = json.loads(json.dumps(TrainConfig.from_dict(saved).to_dict()))
     current = json.loads(json.dumps(config.to_dict()))
-    changed = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in current.items() if saved.get(k) != v]
+    return [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in current.items() if saved.get(k) != v]
+
+
+def _check_resumable(out: Path, config: TrainConfig) -> None:
+    changed = config_changes(out, config)
     if changed:
         raise TrainingError(
             f"cannot resume {out}: the configuration differs from the saved one "
